@@ -1,0 +1,297 @@
+"""Load MNIST, Fashion-MNIST and notMNIST_small as arrays ready for Keras.
+
+    dataset = load_dataset("mnist", data_dir="../shared/datasets")
+    dataset.x_train.shape   # (54000, 28, 28, 1), float32 in [0, 1]
+
+Where the files come from, in this order:
+  1. a data directory (`data_dir`, or the DATA_DIR environment variable) with the
+     upstream files: mnist/*.gz, fashion-mnist/*.gz (the four IDX files each), and
+     notMNIST_small.tar.gz or an extracted notMNIST_small/A..J/*.png tree;
+  2. the Keras cache (~/.keras/datasets, or $KERAS_HOME/datasets);
+  3. a download, through Keras's own checksum-verifying `get_file`.
+
+The validation split is always carved from the training data: the test set is
+never used for early stopping, model choice or tuning (the tutorials' golden rule).
+notMNIST_small has no official test set, so a fixed 10% of it (the same for every
+run and every `seed`) is held out as one.
+"""
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IDX_FILES = {  # the four upstream file names, as in mnist/ and fashion-mnist/
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX headers: uint8 data, 3 or 1 dimensions
+IMAGE_SIZE = 28
+LETTERS = "ABCDEFGHIJ"
+NOTMNIST_URL = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz"
+NOTMNIST_TEST_FRACTION = 0.1
+NOTMNIST_SPLIT_SEED = 20110908  # fixed forever, so the notMNIST test set never changes
+
+CLASS_NAMES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "fashion": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "notmnist": list(LETTERS),
+}
+FOLDERS = {"mnist": "mnist", "fashion": "fashion-mnist"}
+
+
+class DataError(Exception):
+    """A dataset could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    source: str  # where the files were read from
+    skipped: int = 0  # unreadable images left out (notMNIST)
+
+    @property
+    def input_shape(self):
+        return self.x_train.shape[1:]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
+                 standardize=False, one_hot=False, limit=None):
+    """Load a dataset, split off a validation set and scale the pixels.
+
+    validation_size: fraction of the training images held out for validation.
+    seed: picks which training images go to validation.
+    standardize: subtract the training split's mean and divide by its std
+        (SELU and "Beating MNIST" want this) instead of scaling to [0, 1].
+    one_hot: one-hot labels (for MSE losses) instead of integers.
+    limit: keep only the first `limit` training and test images (quick checks).
+    """
+    if name not in CLASS_NAMES:
+        raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(CLASS_NAMES)}.")
+    if not 0 < validation_size < 1:
+        raise DataError(f"validation_size must be a fraction between 0 and 1, got {validation_size}.")
+    data_dir = data_dir or os.environ.get("DATA_DIR")
+    if data_dir and not Path(data_dir).is_dir():
+        raise DataError(f"The data directory {data_dir} does not exist (from --data-dir or DATA_DIR).")
+
+    if name == "notmnist":
+        (x_train, y_train), (x_test, y_test), source, skipped = _load_notmnist(data_dir)
+    else:
+        (x_train, y_train), (x_test, y_test), source = _load_idx_dataset(name, data_dir)
+        skipped = 0
+    if limit:
+        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
+
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    n_val = max(1, round(validation_size * len(x_train)))
+    val, train = order[:n_val], order[n_val:]
+
+    x_train, x_val, x_test = (x[..., None].astype("float32") / 255 for x in (x_train[train], x_train[val], x_test))
+    if standardize:
+        mean, std = x_train.mean(), x_train.std()
+        x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
+    y_train, y_val = y_train[train], y_train[val]
+    if one_hot:
+        y_train, y_val, y_test = (np.eye(10, dtype="float32")[y] for y in (y_train, y_val, y_test))
+    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test,
+                   CLASS_NAMES[name], source, skipped)
+
+
+# --- MNIST and Fashion-MNIST: four IDX files each -------------------------------------
+
+def _load_idx_dataset(name, data_dir):
+    looked = []
+    if data_dir:
+        folder = Path(data_dir) / FOLDERS[name]
+        paths = {key: folder / fname for key, fname in IDX_FILES.items()}
+        if all(path.exists() for path in paths.values()):
+            arrays = {key: read_idx(path) for key, path in paths.items()}
+            return (*_checked(arrays, folder), str(folder))
+        looked.append(f"{folder}/ (needs {', '.join(IDX_FILES.values())})")
+
+    # The Keras cache, then a download: Keras's own loaders do both, with checksums.
+    import keras
+    loader = {"mnist": keras.datasets.mnist, "fashion": keras.datasets.fashion_mnist}[name]
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as error:  # no network, a refused download, a bad checksum
+        looked.append(f"the Keras cache and download ({error})")
+        raise DataError(
+            f"Could not load {name}. Looked in: {'; '.join(looked)}. "
+            f"On a machine without internet, copy the four upstream files into "
+            f"DIR/{FOLDERS[name]}/ and pass --data-dir DIR (or set DATA_DIR=DIR)."
+        ) from None
+    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return (*_checked(arrays, "the Keras cache"), "the Keras cache")
+
+
+def read_idx(path):
+    """Read one gzip-compressed IDX file (the MNIST format) into a uint8 array."""
+    try:
+        with gzip.open(path, "rb") as file:
+            raw = file.read()
+    except (OSError, EOFError, zlib.error) as error:  # truncated, bad CRC, not gzip at all
+        raise DataError(f"{path} is truncated or corrupted ({error}). "
+                        f"Replace it with a fresh copy of the upstream file.") from None
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
+        raise DataError(f"{path} is not an IDX file of unsigned bytes: its magic number is "
+                        f"{magic}, expected {IMAGES_MAGIC} (images) or {LABELS_MAGIC} (labels).")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise DataError(f"{path} declares shape {shape} but holds {len(raw) - header} bytes of data.")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _checked(arrays, where):
+    """Refuse arrays that are not 28x28 images with matching labels 0-9."""
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise DataError(f"The {split} images in {where} have shape {x.shape}, expected (N, 28, 28).")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"The {split} labels in {where} have shape {y.shape}, expected ({len(x)},).")
+        if len(y) and y.max() > 9:
+            raise DataError(f"The {split} labels in {where} go up to {y.max()}, expected 0-9.")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+# --- notMNIST_small: a tree of PNG files, decoded once and cached ----------------------
+
+def _load_notmnist(data_dir):
+    source = _find_notmnist(data_dir)
+    cache = _cache_dir() / f"notMNIST_small-{_fingerprint(source)}.npz"
+    try:
+        with np.load(cache) as saved:
+            images, labels, skipped = saved["images"], saved["labels"], int(saved["skipped"])
+    except Exception:  # missing, or a damaged cache: rebuild it from the source
+        images, labels, skipped = _decode_notmnist(source)
+        _save_atomically(cache, images=images, labels=labels, skipped=skipped)
+    if skipped:
+        print(f"notMNIST: skipped {skipped} unreadable or empty image files in {source}.")
+
+    order = np.random.default_rng(NOTMNIST_SPLIT_SEED).permutation(len(images))
+    n_test = round(NOTMNIST_TEST_FRACTION * len(images))
+    test, train = order[:n_test], order[n_test:]
+    return (images[train], labels[train]), (images[test], labels[test]), str(source), skipped
+
+
+def _find_notmnist(data_dir):
+    looked = []
+    if data_dir:
+        for candidate in (Path(data_dir) / "notMNIST_small.tar.gz", Path(data_dir) / "notMNIST_small"):
+            if candidate.exists():
+                return candidate
+        looked.append(f"{data_dir}/notMNIST_small.tar.gz and {data_dir}/notMNIST_small/")
+    import keras
+    try:  # the Keras cache first, then a download; upstream publishes no checksum
+        return Path(keras.utils.get_file("notMNIST_small.tar.gz", NOTMNIST_URL))
+    except Exception as error:
+        looked.append(f"the Keras cache and download ({error})")
+        raise DataError(
+            f"Could not load notmnist. Looked in: {'; '.join(looked)}. "
+            f"On a machine without internet, put notMNIST_small.tar.gz (or its extracted "
+            f"notMNIST_small/ folder) in DIR and pass --data-dir DIR (or set DATA_DIR=DIR)."
+        ) from None
+
+
+def _decode_notmnist(source):
+    """Decode every notMNIST_small/<letter>/*.png; skip (and count) unreadable ones."""
+    from PIL import Image, UnidentifiedImageError
+
+    found = {}  # member name -> (image, label), sorted later so order never depends on the tar
+    skipped = 0
+    for member_name, content in _png_files(source):
+        label = LETTERS.index(Path(member_name).parent.name)
+        try:
+            image = np.asarray(Image.open(io.BytesIO(content)).convert("L"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            skipped += 1
+            continue
+        if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+            skipped += 1
+            continue
+        found[member_name] = (image, label)
+
+    missing = [letter for letter in LETTERS if letter not in {Path(n).parent.name for n in found}]
+    if missing:
+        raise DataError(f"{source} does not look like notMNIST_small: no readable PNG for "
+                        f"{', '.join(missing)} (expected notMNIST_small/A/*.png ... J/*.png).")
+    names = sorted(found)
+    images = np.stack([found[name][0] for name in names])
+    labels = np.array([found[name][1] for name in names], dtype=np.uint8)
+    return images, labels, skipped
+
+
+def _png_files(source):
+    """Yield (name, bytes) for each file in a letter folder of the archive or tree."""
+    in_letter_folder = lambda name: Path(name).parent.name in LETTERS
+    if source.is_dir():
+        for path in sorted(source.glob("*/*")):
+            if in_letter_folder(path) and path.is_file():
+                yield f"{path.parent.name}/{path.name}", path.read_bytes()
+        return
+    try:
+        with tarfile.open(source, "r:gz") as archive:
+            for member in archive:
+                if member.isfile() and in_letter_folder(member.name):
+                    yield member.name, archive.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{source} is truncated or corrupted ({error}). "
+                        f"Replace it with a fresh copy of notMNIST_small.tar.gz.") from None
+
+
+def _fingerprint(source):
+    """Identify the source's contents, so a changed source never reuses a stale cache."""
+    digest = hashlib.sha256()
+    if source.is_dir():
+        for path in sorted(source.glob("*/*")):
+            digest.update(f"{path.relative_to(source)}:{path.stat().st_size}:{path.stat().st_mtime_ns}\n".encode())
+    else:
+        with open(source, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir():
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def _save_atomically(path, **arrays):
+    """Write an .npz beside `path`, then rename it: readers never see half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False)
+        try:
+            with file:
+                np.savez_compressed(file, **arrays)
+            os.replace(file.name, path)
+        finally:
+            if os.path.exists(file.name):
+                os.remove(file.name)
+    except OSError as error:  # a read-only or full disk: work without the cache
+        warnings.warn(f"Could not cache notMNIST in {path.parent} ({error}); decoding again next time.")

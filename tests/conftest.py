@@ -1,0 +1,100 @@
+"""Shared test helpers: tiny datasets in the upstream file formats, made on the fly."""
+import gzip
+import io
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Keras reads KERAS_HOME when imported: give the tests their own, empty cache.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras-home-")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data import IDX_FILES, LETTERS  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "datasets"))
+
+
+def write_idx(path, array, magic=None):
+    """Write `array` (uint8) as a gzip-compressed IDX file, as MNIST ships them."""
+    magic = magic or (2051 if array.ndim == 3 else 2049)
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + array.astype(np.uint8).tobytes())
+
+
+def numbered_images(count, offset=0):
+    """Images whose two first pixels spell their index, so a test can tell them apart."""
+    images = np.random.default_rng(offset).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    index = np.arange(offset, offset + count)
+    images[:, 0, 0], images[:, 0, 1] = index // 256, index % 256
+    return images
+
+
+def make_idx_folder(folder, n_train=100, n_test=30):
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"x_train": numbered_images(n_train), "y_train": np.arange(n_train) % 10,
+              "x_test": numbered_images(n_test, offset=1000), "y_test": np.arange(n_test) % 10}
+    for key, fname in IDX_FILES.items():
+        write_idx(folder / fname, arrays[key])
+    return arrays
+
+
+def png_bytes(image):
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_notmnist_tar(path, per_letter=5, broken=True):
+    """A small notMNIST_small.tar.gz; with `broken`, a zero-byte and a garbage PNG, as upstream."""
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as archive:
+        def add(name, content):
+            info = tarfile.TarInfo(f"notMNIST_small/{name}")
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+        for label, letter in enumerate(LETTERS):
+            for i in range(per_letter):
+                add(f"{letter}/glyph{i}.png", png_bytes(rng.integers(0, 256, (28, 28), dtype=np.uint8)))
+        if broken:
+            add("A/empty.png", b"")
+            add("F/garbage.png", b"\x89PNG not really")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A data directory laid out like ../shared/datasets, with tiny files."""
+    make_idx_folder(tmp_path / "mnist")
+    make_idx_folder(tmp_path / "fashion-mnist")
+    make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz")
+    return tmp_path
+
+
+@pytest.fixture
+def keras_cache():
+    """The (emptied) Keras cache folder the tests use."""
+    folder = Path(os.environ["KERAS_HOME"]) / "datasets"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_data_dir_from_environment(monkeypatch):
+    """Tests say where their data is; DATA_DIR from the caller must not leak in."""
+    monkeypatch.delenv("DATA_DIR", raising=False)
+
+
+def pytest_configure(config):
+    # Keras's TensorFlow backend trips a NumPy 2 deprecation inside Keras itself; not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")

@@ -1,0 +1,228 @@
+"""data.py on tiny files the tests make: formats, splits, scaling, caching and every error path."""
+import gzip
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import data
+from conftest import make_idx_folder, make_notmnist_tar, png_bytes, write_idx
+from data import DataError, load_dataset
+
+
+def image_ids(x):
+    """Recover the index spelled into the first two pixels by numbered_images()."""
+    pixels = np.rint(x[:, 0, :2, 0] * 255).astype(int)
+    return pixels[:, 0] * 256 + pixels[:, 1]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion"])
+def test_idx_dataset_from_data_dir(data_dir, name):
+    dataset = load_dataset(name, data_dir)
+    assert dataset.x_train.shape == (90, 28, 28, 1) and dataset.x_val.shape == (10, 28, 28, 1)
+    assert dataset.x_test.shape == (30, 28, 28, 1) and dataset.input_shape == (28, 28, 1)
+    assert dataset.x_train.dtype == np.float32
+    assert 0 <= dataset.x_train.min() and dataset.x_train.max() <= 1 and dataset.x_train.max() > 0.9
+    assert dataset.y_train.dtype.kind in "iu" and set(dataset.y_test) == set(range(10))
+    assert dataset.num_classes == 10 and dataset.source.endswith(data.FOLDERS[name])
+    assert dataset.class_names[9] == {"mnist": "9", "fashion": "Ankle boot"}[name]
+
+
+def test_data_dir_comes_from_environment(data_dir, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    assert len(load_dataset("mnist").x_test) == 30
+
+
+def test_validation_split_is_seeded_and_carved_from_training_data(data_dir):
+    first, again, other = (load_dataset("mnist", data_dir, seed=s) for s in (0, 0, 1))
+    train, val = image_ids(first.x_train), image_ids(first.x_val)
+    assert sorted(np.concatenate([train, val])) == list(range(100))  # nothing lost, nothing shared
+    assert np.array_equal(val, image_ids(again.x_val))
+    assert not np.array_equal(val, image_ids(other.x_val))
+    assert np.array_equal(image_ids(first.x_test), image_ids(other.x_test))  # the test set never moves
+    assert set(image_ids(first.x_test)) == set(range(1000, 1030))
+    labels_by_id = dict(zip(image_ids(first.x_train), first.y_train))
+    assert all(labels_by_id[i] == i % 10 for i in labels_by_id)  # labels travel with their images
+
+
+def test_validation_size_and_limit(data_dir):
+    dataset = load_dataset("mnist", data_dir, validation_size=0.25, limit=40)
+    assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (30, 10, 30)
+
+
+def test_standardize_uses_training_statistics_only(data_dir):
+    plain = load_dataset("mnist", data_dir)
+    standard = load_dataset("mnist", data_dir, standardize=True)
+    mean, std = plain.x_train.mean(), plain.x_train.std()
+    assert abs(standard.x_train.mean()) < 1e-5 and abs(standard.x_train.std() - 1) < 1e-5
+    np.testing.assert_allclose(standard.x_test, (plain.x_test - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(standard.x_val, (plain.x_val - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_one_hot_labels(data_dir):
+    dataset = load_dataset("mnist", data_dir, one_hot=True)
+    assert dataset.y_train.shape == (90, 10) and dataset.y_test.shape == (30, 10)
+    assert np.array_equal(dataset.y_test.argmax(axis=1), np.arange(30) % 10)
+    assert np.all(dataset.y_val.sum(axis=1) == 1)
+
+
+def test_notmnist_tarball_skips_broken_pngs_and_splits_test_fixed(data_dir, keras_cache, capsys):
+    dataset = load_dataset("notmnist", data_dir)
+    assert dataset.skipped == 2 and "skipped 2" in capsys.readouterr().out
+    assert len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 50
+    assert len(dataset.x_test) == 5  # NOTMNIST_TEST_FRACTION of 50
+    assert dataset.class_names == list("ABCDEFGHIJ") and dataset.x_train.shape[1:] == (28, 28, 1)
+    other_seed = load_dataset("notmnist", data_dir, seed=7)
+    np.testing.assert_array_equal(dataset.x_test, other_seed.x_test)
+    assert not np.array_equal(dataset.x_val, other_seed.x_val)
+
+
+def test_notmnist_is_decoded_once_then_read_from_the_cache(data_dir, keras_cache, monkeypatch):
+    first = load_dataset("notmnist", data_dir)
+    assert len(list(keras_cache.glob("notMNIST_small-*.npz"))) == 1
+    monkeypatch.setattr(data, "_decode_notmnist", lambda source: pytest.fail("decoded again"))
+    np.testing.assert_array_equal(load_dataset("notmnist", data_dir).x_train, first.x_train)
+
+
+def test_a_damaged_cache_is_rebuilt(data_dir, keras_cache):
+    first = load_dataset("notmnist", data_dir)
+    [cache] = keras_cache.glob("notMNIST_small-*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])
+    np.testing.assert_array_equal(load_dataset("notmnist", data_dir).x_test, first.x_test)
+    with np.load(cache) as saved:
+        assert len(saved["images"]) == 50
+
+
+def test_notmnist_from_an_extracted_tree(tmp_path, keras_cache):
+    for letter in "ABCDEFGHIJ":
+        folder = tmp_path / "notMNIST_small" / letter
+        folder.mkdir(parents=True)
+        for i in range(3):
+            (folder / f"{i}.png").write_bytes(png_bytes(np.full((28, 28), 10 * i, np.uint8)))
+    (tmp_path / "notMNIST_small" / "C" / "empty.png").write_bytes(b"")
+    dataset = load_dataset("notmnist", tmp_path)
+    assert len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 30
+    assert dataset.skipped == 1
+
+
+def test_notmnist_download_goes_through_keras_get_file(tmp_path, keras_cache, monkeypatch):
+    tarball = make_notmnist_tar(tmp_path / "downloaded.tar.gz", broken=False)
+    calls = []
+    monkeypatch.setattr(keras.utils, "get_file", lambda *args, **kwargs: calls.append(args) or str(tarball))
+    dataset = load_dataset("notmnist")
+    assert calls and calls[0][1] == data.NOTMNIST_URL and dataset.skipped == 0
+
+
+def test_fashion_from_the_keras_cache(tmp_path, keras_cache):
+    make_idx_folder(keras_cache / "fashion-mnist", n_train=20, n_test=10)
+    dataset = load_dataset("fashion")  # no data directory: Keras finds its cached files
+    assert len(dataset.x_test) == 10 and dataset.source == "the Keras cache"
+
+
+# --- Bad input: a clear message, never a traceback, never a partial file -----------------
+
+def offline(*args, **kwargs):
+    raise Exception("URL fetch failure: no network")
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="Unknown dataset 'cifar'.*mnist, fashion, notmnist"):
+        load_dataset("cifar")
+
+
+def test_missing_data_directory():
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("mnist", "/no/such/folder")
+
+
+@pytest.mark.parametrize("name, module", [("mnist", "mnist"), ("fashion", "fashion_mnist")])
+def test_missing_files_offline_say_where_we_looked(tmp_path, monkeypatch, name, module):
+    monkeypatch.setattr(getattr(keras.datasets, module), "load_data", offline)
+    with pytest.raises(DataError) as error:
+        load_dataset(name, tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / data.FOLDERS[name]) in message and "Keras cache" in message
+    assert "no network" in message and "--data-dir" in message
+
+
+def test_notmnist_missing_offline(tmp_path, keras_cache, monkeypatch):
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(DataError, match="notMNIST_small.tar.gz.*--data-dir"):
+        load_dataset("notmnist", tmp_path)
+
+
+def test_truncated_gz_is_named(data_dir):
+    path = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(DataError, match=f"{path}.*truncated or corrupted"):
+        load_dataset("mnist", data_dir)
+
+
+def test_flipped_byte_fails_the_gzip_checksum(data_dir):
+    path = data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[-9] ^= 0xFF  # inside the CRC-32 that guards the payload
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="t10k-labels.*truncated or corrupted"):
+        load_dataset("mnist", data_dir)
+
+
+def test_wrong_magic_number(data_dir):
+    write_idx(data_dir / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((30, 28, 28)), magic=2052)
+    with pytest.raises(DataError, match="t10k-images.*magic number is 2052"):
+        load_dataset("mnist", data_dir)
+
+
+def test_wrong_image_dimensions(data_dir):
+    write_idx(data_dir / "mnist" / "train-images-idx3-ubyte.gz", np.zeros((100, 28, 27)))
+    with pytest.raises(DataError, match=r"train images .* shape \(100, 28, 27\)"):
+        load_dataset("mnist", data_dir)
+
+
+def test_size_in_header_disagrees_with_data(data_dir):
+    path = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-5]))
+    with pytest.raises(DataError, match=r"declares shape \(100,\) but holds 95 bytes"):
+        load_dataset("mnist", data_dir)
+
+
+def test_label_count_and_range_are_checked(data_dir):
+    write_idx(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", np.full(30, 12))
+    with pytest.raises(DataError, match="test labels .* go up to 12"):
+        load_dataset("mnist", data_dir)
+    write_idx(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", np.zeros(29))
+    with pytest.raises(DataError, match=r"test labels .* expected \(30,\)"):
+        load_dataset("mnist", data_dir)
+
+
+def test_truncated_tarball_leaves_no_cache(data_dir, keras_cache):
+    path = data_dir / "notMNIST_small.tar.gz"
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    with pytest.raises(DataError, match="notMNIST_small.tar.gz is truncated or corrupted"):
+        load_dataset("notmnist", data_dir)
+    assert list(keras_cache.iterdir()) == []
+
+
+def test_tarball_without_letter_folders(tmp_path, keras_cache):
+    import tarfile
+    with tarfile.open(tmp_path / "notMNIST_small.tar.gz", "w:gz") as archive:
+        archive.add(__file__, arcname="notMNIST_small/readme.txt")
+    with pytest.raises(DataError, match="does not look like notMNIST_small: no readable PNG for A, B"):
+        load_dataset("notmnist", tmp_path)
+    assert list(keras_cache.iterdir()) == []
+
+
+def test_invalid_validation_size(data_dir):
+    with pytest.raises(DataError, match="validation_size"):
+        load_dataset("mnist", data_dir, validation_size=1.5)
+
+
+def test_unwritable_cache_still_loads(data_dir, keras_cache, monkeypatch):
+    monkeypatch.setattr(data, "_cache_dir", lambda: data_dir / "not-a-folder" / "x")
+    (data_dir / "not-a-folder").write_text("a file where a folder should be")
+    with pytest.warns(UserWarning, match="Could not cache notMNIST"):
+        dataset = load_dataset("notmnist", data_dir)
+    assert dataset.skipped == 2
+    assert not any(p.name.endswith(".partial") for p in data_dir.rglob("*"))
