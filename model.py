@@ -1,0 +1,150 @@
+"""The tutorials' models, written the way the tutorials write them (Keras functional API).
+
+Add your own: write a function `my_model(input_shape, num_classes, ...)` that returns a
+keras.Model, add it to MODELS (and, if it trains differently, to TRAINING), then run
+`python main.py --model my_model`.
+"""
+import inspect
+
+import keras
+from keras import layers, ops, regularizers
+
+
+@keras.saving.register_keras_serializable(package="improve_your_network")
+class RandomShift(layers.Layer):
+    """Shift each training image by up to `factor` of its height and width, at random.
+
+    The Spark tutorial's ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1),
+    done on the device inside the training step. A shift by a fraction of a pixel, with
+    linear interpolation, is a product with a banded matrix, so shifting a batch costs
+    two small batched matrix products: far cheaper than keras.layers.RandomTranslation's
+    general affine transform. Pixels shifted in from outside are 0 (the background).
+    """
+
+    def __init__(self, factor=0.1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.factor, self.seed = factor, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        dy, dx = (self.factor * size * keras.random.uniform(
+            (batch,), -1, 1, seed=self.seed_generator) for size in (height, width))
+        rows, cols = shift_matrices(dy, height, images.dtype), shift_matrices(dx, width, images.dtype)
+        images = ops.einsum("bij,bjwc->biwc", rows, images)  # move rows down by dy
+        return ops.einsum("bkw,biwc->bikc", cols, images)  # move columns right by dx
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+
+
+def shift_matrices(shifts, size, dtype):
+    """One (size x size) matrix per shift s: row i interpolates source pixel i - s."""
+    positions = ops.arange(size, dtype="float32")
+    source = positions[None, :, None] - ops.cast(shifts, "float32")[:, None, None]
+    weights = ops.relu(1.0 - ops.abs(positions[None, None, :] - source))
+    return ops.cast(weights, dtype)
+
+
+def l42_mlp(input_shape, num_classes, hidden_size=128):
+    """The L42 starter pack's baseline (seed 001): 784-128-128-10, sigmoid, no regularisation.
+
+    The practical publishes no accuracy; it is the weak start you are asked to improve.
+    """
+    inp = keras.Input(shape=input_shape)
+    flat = layers.Flatten()(inp)
+    hidden_1 = layers.Dense(hidden_size, activation="sigmoid")(flat)
+    hidden_2 = layers.Dense(hidden_size, activation="sigmoid")(hidden_1)
+    out = layers.Dense(num_classes, activation="softmax")(hidden_2)
+    return keras.Model(inputs=inp, outputs=out, name="l42_mlp")
+
+
+def spark_baseline(input_shape, num_classes, conv_depth=32, hidden_size=128):
+    """Cambridge Spark's baseline CNN (seed 000): Conv32-Conv32-Pool-Dropout-Dense128-Dropout.
+
+    Published: 99.12% MNIST test accuracy after 12 epochs of Adam, batch 128.
+    """
+    inp = keras.Input(shape=input_shape)
+    conv_1 = layers.Conv2D(conv_depth, (3, 3), padding="same", activation="relu")(inp)
+    conv_2 = layers.Conv2D(conv_depth, (3, 3), padding="same", activation="relu")(conv_1)
+    pool_1 = layers.MaxPooling2D(pool_size=(2, 2))(conv_2)
+    drop_1 = layers.Dropout(0.25)(pool_1)
+    flat = layers.Flatten()(drop_1)
+    hidden = layers.Dense(hidden_size, activation="relu")(flat)
+    drop = layers.Dropout(0.5)(hidden)
+    out = layers.Dense(num_classes, activation="softmax")(drop)
+    return keras.Model(inputs=inp, outputs=out, name="spark_baseline")
+
+
+def spark_finetuned(input_shape, num_classes, l2_lambda=1e-4, he_init=True, batch_norm=True,
+                    augment=True, ensemble=3, conv_depth=32, hidden_size=128):
+    """Cambridge Spark's fine-tuned CNN (seed 000): the baseline plus each technique below.
+
+    l2_lambda: L2 penalty on every kernel (0 turns it off).
+    he_init: He-uniform init for ReLU layers (else Keras's default, Glorot-uniform).
+    batch_norm: batch norm on the input and after every hidden layer.
+    augment: random shifts of up to 10% of the width and height (training only).
+    ensemble: how many copies of the network are trained side by side and averaged.
+    With early stopping (patience 5, at most 50 epochs), published: 99.47% MNIST test accuracy.
+    """
+    regularizer = regularizers.L2(l2_lambda) if l2_lambda else None
+    relu_init = "he_uniform" if he_init else "glorot_uniform"
+    def normalise(x):
+        return layers.BatchNormalization()(x) if batch_norm else x
+
+    def conv(x):
+        return layers.Conv2D(conv_depth, (3, 3), padding="same", activation="relu",
+                             kernel_initializer=relu_init, kernel_regularizer=regularizer)(x)
+
+    inp = keras.Input(shape=input_shape)
+    shifted = RandomShift(0.1)(inp) if augment else inp
+    inp_norm = normalise(shifted)
+    outs = []  # the list of ensemble outputs
+    for _ in range(ensemble):
+        conv_1 = normalise(conv(inp_norm))
+        conv_2 = normalise(conv(conv_1))
+        pool_1 = layers.MaxPooling2D(pool_size=(2, 2))(conv_2)
+        drop_1 = layers.Dropout(0.25)(pool_1)
+        flat = layers.Flatten()(drop_1)
+        hidden = layers.Dense(hidden_size, activation="relu", kernel_initializer=relu_init,
+                              kernel_regularizer=regularizer)(flat)
+        drop = layers.Dropout(0.5)(normalise(hidden))
+        outs.append(layers.Dense(num_classes, activation="softmax", kernel_initializer="glorot_uniform",
+                                 kernel_regularizer=regularizer)(drop))
+    out = layers.Average()(outs) if ensemble > 1 else outs[0]  # average the members' predictions
+    return keras.Model(inputs=inp, outputs=out, name="spark_finetuned")
+
+
+MODELS = {
+    "l42_mlp": l42_mlp,
+    "spark_baseline": spark_baseline,
+    "spark_finetuned": spark_finetuned,
+}
+
+# How each tutorial trained its model; main.py's flags override any of these.
+# `patience` turns on early stopping on the validation loss, keeping the best weights.
+TRAINING = {
+    "l42_mlp": dict(optimizer="sgd", learning_rate=0.01, batch_size=128, epochs=20),
+    "spark_baseline": dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=12),
+    "spark_finetuned": dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=50, patience=5),
+}
+
+
+def get_model(name, input_shape, num_classes, **hyperparameters):
+    """Build a registered model; `hyperparameters` are its builder's keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODELS)}.")
+    unknown = sorted(set(hyperparameters) - options(name))
+    if unknown:
+        raise ValueError(f"Model {name!r} has no option {', '.join(unknown)}.")
+    return MODELS[name](input_shape, num_classes, **hyperparameters)
+
+
+def options(name):
+    """The keyword arguments that a registered model's builder accepts."""
+    return set(inspect.signature(MODELS[name]).parameters) - {"input_shape", "num_classes"}

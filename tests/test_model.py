@@ -1,0 +1,103 @@
+"""model.py: parameter counts, outputs, the shift augmentation, saving and loading."""
+import keras
+import numpy as np
+import pytest
+
+from model import MODELS, RandomShift, get_model, shift_matrices
+
+# None of seeds 000/001 prints a summary, so these counts are worked out from the layer
+# shapes the seeds give (e.g. baseline: 320 + 9,248 + 802,944 + 1,290; fine-tuned adds
+# 4 x BN and triples the network, plus one input BN of 4).
+PARAMS = {"l42_mlp": 118_282, "spark_baseline": 813_802, "spark_finetuned": 2_443_714}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameter_counts(name):
+    assert get_model(name, (28, 28, 1), 10).count_params() == PARAMS[name]
+
+
+def test_finetuned_with_every_technique_off_is_the_baseline():
+    plain = get_model("spark_finetuned", (28, 28, 1), 10, l2_lambda=0, he_init=False,
+                      batch_norm=False, augment=False, ensemble=1)
+    baseline = get_model("spark_baseline", (28, 28, 1), 10)
+    assert [type(l).__name__ for l in plain.layers] == [type(l).__name__ for l in baseline.layers]
+    assert plain.count_params() == baseline.count_params()
+
+
+def test_each_technique_is_switchable():
+    def build(**options):
+        return get_model("spark_finetuned", (28, 28, 1), 10, **options)
+    kinds = lambda m: [type(l).__name__ for l in m.layers]
+    assert "RandomShift" in kinds(build()) and "RandomShift" not in kinds(build(augment=False))
+    assert kinds(build()).count("BatchNormalization") == 1 + 3 * 3
+    assert "BatchNormalization" not in kinds(build(batch_norm=False))
+    assert kinds(build(ensemble=5)).count("Conv2D") == 10 and "Average" not in kinds(build(ensemble=1))
+    assert len(build().losses) == 3 * 4 and build(l2_lambda=0).losses == []  # one L2 term per kernel
+    conv = next(l for l in build(he_init=False).layers if type(l).__name__ == "Conv2D")
+    assert type(conv.kernel_initializer).__name__ == "GlorotUniform"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_outputs_class_probabilities(name):
+    model = get_model(name, (28, 28, 1), 7)
+    probabilities = keras.ops.convert_to_numpy(model(np.random.rand(4, 28, 28, 1).astype("float32")))
+    assert probabilities.shape == (4, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_get_model_rejects_unknown_names_and_options():
+    with pytest.raises(ValueError, match="Unknown model 'resnet'"):
+        get_model("resnet", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match="has no option augment"):
+        get_model("l42_mlp", (28, 28, 1), 10, augment=True)
+
+
+def test_shift_matrices_move_images_by_known_amounts():
+    image = np.zeros((6, 6), "float32")
+    image[2, 3] = 1.0
+    matrices = keras.ops.convert_to_numpy(shift_matrices(np.array([2.0, -1.0, 0.5, 5.0]), 6, "float32"))
+    moved = [m @ image for m in matrices]  # shifts rows (down for positive shifts)
+    assert moved[0][4, 3] == 1 and moved[0].sum() == 1
+    assert moved[1][1, 3] == 1 and moved[1].sum() == 1
+    np.testing.assert_allclose(moved[2][2:4, 3], [0.5, 0.5])  # half a pixel: shared between two
+    assert moved[3].sum() == 0  # shifted out of the frame: the background (0) comes in
+
+
+def test_random_shift_matches_integer_roll_with_zero_fill():
+    images = np.random.rand(8, 28, 28, 1).astype("float32")
+    layer = RandomShift(0.1)
+    rows = shift_matrices(np.array([3.0] * 8), 28, "float32")
+    cols = shift_matrices(np.array([-2.0] * 8), 28, "float32")
+    shifted = keras.ops.convert_to_numpy(keras.ops.einsum("bkw,biwc->bikc", cols, keras.ops.einsum("bij,bjwc->biwc", rows, images)))
+    expected = np.zeros_like(images)
+    expected[:, 3:, :-2] = images[:, :-3, 2:]
+    np.testing.assert_allclose(shifted, expected, atol=1e-6)
+    assert layer.compute_output_shape((None, 28, 28, 1)) == (None, 28, 28, 1)
+
+
+def test_random_shift_stays_within_ten_percent_and_covers_the_range():
+    images = np.zeros((2000, 28, 28, 1), "float32")
+    images[:, 14, 14, 0] = 1.0  # one bright pixel in the middle: its centre of mass is the shift
+    shifted = keras.ops.convert_to_numpy(RandomShift(0.1, seed=3)(images, training=True))[..., 0]
+    np.testing.assert_allclose(shifted.sum(axis=(1, 2)), 1, rtol=1e-5)  # nothing lost, nothing added
+    dy = (shifted.sum(axis=2) * np.arange(28)).sum(axis=1) - 14
+    dx = (shifted.sum(axis=1) * np.arange(28)).sum(axis=1) - 14
+    for d in (dy, dx):
+        assert np.abs(d).max() <= 2.8 + 1e-4 and np.abs(d).max() > 2.6
+        assert abs(d.mean()) < 0.15 and abs(d.std() - 2.8 / np.sqrt(3)) < 0.1  # uniform on [-2.8, 2.8]
+    assert abs(np.corrcoef(dx, dy)[0, 1]) < 0.1  # independent directions
+
+
+def test_random_shift_is_off_outside_training():
+    images = np.random.rand(4, 28, 28, 1).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomShift(0.1)(images)), images)
+    assert not np.allclose(keras.ops.convert_to_numpy(RandomShift(0.1)(images, training=True)), images)
+
+
+def test_saved_model_with_augmentation_loads_back(tmp_path):
+    model = get_model("spark_finetuned", (28, 28, 1), 10, ensemble=1)
+    images = np.random.rand(3, 28, 28, 1).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5, atol=1e-6)
+    assert isinstance(loaded.layers[1], RandomShift) and loaded.layers[1].factor == 0.1
