@@ -1,0 +1,221 @@
+"""Train one or more models on MNIST, Fashion-MNIST or notMNIST and compare their accuracies.
+
+    python main.py                                      # the tutorial's baseline vs its fine-tuned CNN
+    python main.py --model spark_baseline --epochs 12
+    python main.py --dataset notmnist --model l42_mlp --optimizer adam
+    python main.py --help
+
+Each model trains on the training split, watches the validation split (for early
+stopping), and is scored once on the test set when its training is over.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+
+import keras
+import numpy as np
+
+from data import CLASS_NAMES, DataError, load_dataset
+from model import MODELS, TRAINING, get_model, options
+
+DEFAULT_DATASET = "mnist"
+DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
+DEFAULT_PATIENCE = 5
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adadelta": keras.optimizers.Adadelta,
+    "adagrad": keras.optimizers.Adagrad,
+    "adamax": keras.optimizers.Adamax,
+    "nadam": keras.optimizers.Nadam,
+}
+
+
+def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None, verbose=1):
+    """Build, train and test one model; return it with a dict of its results.
+
+    settings: optimizer, learning_rate, batch_size, epochs and, for early stopping, patience.
+    """
+    keras.utils.set_random_seed(seed)  # the same seed gives the same weights and batches
+    model = get_model(name, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    if verbose:
+        model.summary()
+    model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    callbacks = []
+    if settings.get("patience"):
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=settings["patience"], restore_best_weights=True))
+    start = time.perf_counter()
+    history = model.fit(dataset.x_train, dataset.y_train, batch_size=settings["batch_size"],
+                        epochs=settings["epochs"], validation_data=(dataset.x_val, dataset.y_val),
+                        callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - start
+
+    # With early stopping the best epoch's weights are back in place: report that epoch.
+    epochs_run = len(history.history["loss"])
+    best = int(np.argmin(history.history["val_loss"])) if callbacks else epochs_run - 1
+    val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
+    return model, {
+        "name": name,
+        "params": model.count_params(),
+        "epochs_run": epochs_run,
+        "best_epoch": best + 1,
+        "train_seconds": round(train_seconds, 1),
+        "train_accuracy": history.history["accuracy"][best],  # running mean while training
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "history": history.history,  # per epoch: loss, accuracy, val_loss, val_accuracy
+    }
+
+
+def describe_device():
+    """Name the device Keras computes on, e.g. 'GPU (NVIDIA H100 80GB HBM3)'."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{device.platform.upper()} ({device.device_kind})"
+    elif backend == "tensorflow":  # the one TensorFlow-specific spot of the project
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)})"
+    elif backend == "torch":
+        import torch
+        if torch.cuda.is_available():
+            return f"GPU ({torch.cuda.get_device_name(0)})"
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+
+
+def print_table(dataset, results):
+    print(f"\nTest accuracy on {dataset.name} ({len(dataset.x_test)} test images):")
+    print(f"{'model':<18} {'params':>10} {'epochs':>7} {'seconds':>8} {'train':>7} {'val':>7} {'test':>7}")
+    for r in results:
+        print(f"{r['name']:<18} {r['params']:>10,} {r['epochs_run']:>7} {r['train_seconds']:>8.0f} "
+              f"{r['train_accuracy']:>7.2%} {r['val_accuracy']:>7.2%} {r['test_accuracy']:>7.2%}")
+
+
+def write_json(path, content):
+    """Write JSON to a temporary file, then rename it: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".partial", delete=False) as file:
+        json.dump(content, file, indent=2)
+    os.replace(file.name, path)
+
+
+def save_model(model, folder, name):
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.join(folder, f".{name}.partial.keras")  # Keras insists on the suffix
+    model.save(partial)
+    os.replace(partial, os.path.join(folder, f"{name}.keras"))
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(CLASS_NAMES), default=DEFAULT_DATASET)
+    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=DEFAULT_MODELS, metavar="NAME",
+                        help=f"one or more of: {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--epochs", type=positive_int, help="epochs (at most, with early stopping); "
+                        "default: the tutorial's, see TRAINING in model.py")
+    parser.add_argument("--batch-size", type=positive_int, help="default: the tutorial's")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default: the tutorial's")
+    parser.add_argument("--learning-rate", type=positive_float, help="default: the tutorial's")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                        help="random shifts while training (models with an `augment` option only)")
+    parser.add_argument("--early-stopping", action=argparse.BooleanOptionalAction,
+                        help="stop when the validation loss stops improving and keep the best weights "
+                        "(default: on where the tutorial used it)")
+    parser.add_argument("--patience", type=positive_int,
+                        help=f"epochs without improvement before stopping (default {DEFAULT_PATIENCE})")
+    parser.add_argument("--seed", type=int, default=0, help="fixes weights, shuffling and the validation split")
+    parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, "
+                        "then the Keras cache, then a download)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="use only the first N training and N test images (quick checks)")
+    parser.add_argument("--results", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--save", metavar="DIR", help="save each trained model as DIR/NAME.keras")
+    parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
+                        "and rotation robustness as PNG files in DIR")
+    args = parser.parse_args(argv)
+    if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
+        parser.error(f"argument --results: the folder of {args.results} does not exist")
+    if args.augment is not None:
+        without = [name for name in args.model if "augment" not in options(name)]
+        if without:
+            parser.error(f"argument --augment: model {', '.join(without)} has no augmentation option")
+    return args
+
+
+def settings_for(name, args):
+    """The tutorial's training settings for `name`, with the command line's overrides."""
+    settings = dict(TRAINING.get(name, {"optimizer": "adam", "learning_rate": 0.001,
+                                        "batch_size": 128, "epochs": 10}))
+    for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.early_stopping:
+        settings.setdefault("patience", DEFAULT_PATIENCE)
+    elif args.early_stopping is False:
+        settings.pop("patience", None)
+    return settings
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, on {describe_device()}")
+    try:
+        dataset = load_dataset(args.dataset, args.data_dir, seed=args.seed, limit=args.limit)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print(f"{args.dataset}: {len(dataset.x_train)} training, {len(dataset.x_val)} validation, "
+          f"{len(dataset.x_test)} test images, from {dataset.source}")
+
+    hyperparameters = {} if args.augment is None else {"augment": args.augment}
+    results, models = [], []
+    for name in args.model:
+        settings = settings_for(name, args)
+        print(f"\n=== {name}: {settings}")
+        model, result = train_and_evaluate(name, dataset, settings, args.seed, hyperparameters,
+                                           verbose=1 if sys.stdout.isatty() else 2)
+        results.append(result)
+        models.append(model)
+        if args.save:
+            save_model(model, args.save, name)
+    print_table(dataset, results)
+    if args.plots:
+        import plots  # matplotlib is only loaded when pictures are wanted
+        plots.plot_all(args.plots, dataset, results, models)
+
+    if args.results:
+        write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
+                                  "device": describe_device(), "seed": args.seed, "models": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""main.py: flags, the results file, saved models, and end-to-end runs on real data."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import main
+from conftest import ROOT, SHARED_DATA
+
+RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy",
+               "val_accuracy", "test_accuracy", "test_loss"}
+
+
+@pytest.mark.parametrize("flags, complaint", [
+    (["--epochs", "-1"], "argument --epochs: must be a positive integer, got -1"),
+    (["--epochs", "0"], "argument --epochs: must be a positive integer"),
+    (["--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
+    (["--learning-rate", "-0.1"], "argument --learning-rate: must be a positive number"),
+    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    (["--model", "l42_mlp", "--augment"], "argument --augment: model l42_mlp has no augmentation option"),
+    (["--results", "/no/such/folder/r.json"], "argument --results: the folder of /no/such/folder/r.json"),
+])
+def test_invalid_flags_are_named(flags, complaint, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main.parse_args(flags)
+    assert exit.value.code == 2 and complaint in capsys.readouterr().err
+
+
+def test_tutorial_settings_with_overrides():
+    settings = main.settings_for("spark_finetuned", main.parse_args(["--epochs", "3"]))
+    assert settings == dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=3, patience=5)
+    no_stopping = main.parse_args(["--no-early-stopping", "--optimizer", "sgd", "--batch-size", "32"])
+    assert "patience" not in main.settings_for("spark_finetuned", no_stopping)
+    assert main.settings_for("l42_mlp", no_stopping)["optimizer"] == "sgd"
+    stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
+    assert stopping["patience"] == main.DEFAULT_PATIENCE and stopping["learning_rate"] == 0.5
+
+
+def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
+    results, saved = tmp_path / "results.json", tmp_path / "models"
+    main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "spark_finetuned", "--epochs", "2",
+               "--early-stopping", "--patience", "1", "--results", str(results), "--save", str(saved)])
+    out = capsys.readouterr().out
+    assert "backend tensorflow" in out or f"backend {keras.backend.backend()}" in out
+    assert "Total params: 2,443,714" in out  # the summary comes before training
+    assert "Test accuracy on mnist (30 test images)" in out
+    report = json.loads(results.read_text())
+    assert {"dataset", "backend", "device", "seed", "models"} <= set(report)
+    assert report["dataset"] == "mnist" and report["seed"] == 0
+    assert [m["name"] for m in report["models"]] == ["l42_mlp", "spark_finetuned"]
+    for m in report["models"]:
+        assert RESULT_KEYS <= set(m) and 0 <= m["test_accuracy"] <= 1 and 1 <= m["epochs_run"] <= 2
+    loaded = keras.models.load_model(saved / "spark_finetuned.keras")
+    assert loaded.count_params() == 2_443_714
+    assert sorted(p.name for p in saved.iterdir()) == ["l42_mlp.keras", "spark_finetuned.keras"]
+
+
+def test_data_error_exits_with_message_and_writes_nothing(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    with pytest.raises(SystemExit) as exit:
+        main.main(["--data-dir", str(tmp_path / "missing"), "--results", str(results)])
+    assert "error: The data directory" in str(exit.value.code) and "does not exist" in str(exit.value.code)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_seed_same_result(data_dir, tmp_path):
+    runs = []
+    for _ in range(2):
+        main.main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--epochs", "1",
+                   "--results", str(tmp_path / "r.json")])
+        runs.append(json.loads((tmp_path / "r.json").read_text())["models"][0])
+    assert runs[0]["test_loss"] == runs[1]["test_loss"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MANIFEST.md").exists(), reason=f"no real data in {SHARED_DATA}")
+@pytest.mark.parametrize("dataset, model", [("mnist", "spark_baseline"), ("fashion", "spark_finetuned"),
+                                            ("notmnist", "l42_mlp")])
+def test_end_to_end_on_real_data(dataset, model, tmp_path):
+    """The real command, on a few hundred real images for one epoch."""
+    results = tmp_path / "results.json"
+    env = {**os.environ, "DATA_DIR": str(SHARED_DATA)}
+    run = subprocess.run([sys.executable, "main.py", "--dataset", dataset, "--model", model, "--epochs", "1",
+                          "--limit", "400", "--results", str(results)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(results.read_text())
+    [result] = report["models"]
+    assert report["dataset"] == dataset and result["name"] == model and RESULT_KEYS <= set(result)
+    assert result["epochs_run"] == 1 and 0.1 < result["test_accuracy"] <= 1  # learnt something
+    assert f"Test accuracy on {dataset} (" in run.stdout
