@@ -15,6 +15,7 @@ never used for early stopping, model choice or tuning (the tutorials' golden rul
 notMNIST_small has no official test set, so a fixed 10% of it (the same for every
 run and every `seed`) is held out as one.
 """
+import contextlib
 import gzip
 import hashlib
 import io
@@ -28,6 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, so don't start two first downloads at once there
+    fcntl = None
+
 IDX_FILES = {  # the four upstream file names, as in mnist/ and fashion-mnist/
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -35,6 +41,32 @@ IDX_FILES = {  # the four upstream file names, as in mnist/ and fashion-mnist/
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX headers: uint8 data, 3 or 1 dimensions
+# SHA-256 of each file's pixels or labels (the IDX data after its header), taken from
+# the upstream files (whose published md5s they match). Hashing the data rather than
+# the .gz accepts honest re-compressions (Debian's, say) and still catches a flipped byte.
+IDX_SHA256 = {
+    "mnist": {
+        "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+        "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+        "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+        "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+    },
+    "fashion": {
+        "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+        "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+        "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+        "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+    },
+}
+# Fashion-MNIST's published SHA-256 of the .gz files. Keras's loader checks none, so we
+# fetch them through get_file with these first (MNIST's loader checks its own file).
+FASHION_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+FASHION_GZ_SHA256 = {
+    "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+}
 IMAGE_SIZE = 28
 LETTERS = "ABCDEFGHIJ"
 NOTMNIST_URL = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz"
@@ -127,14 +159,25 @@ def _load_idx_dataset(name, data_dir):
         paths = {key: folder / fname for key, fname in IDX_FILES.items()}
         if all(path.exists() for path in paths.values()):
             arrays = {key: read_idx(path) for key, path in paths.items()}
-            return (*_checked(arrays, folder), str(folder))
+            checked = _checked(arrays, folder)
+            for key, path in paths.items():
+                if hashlib.sha256(arrays[key].tobytes()).hexdigest() != IDX_SHA256[name][key]:
+                    raise DataError(f"{path} is not the published file: the SHA-256 of its data differs "
+                                    f"from {IDX_SHA256[name][key]}. It may be corrupted; replace it "
+                                    f"with a fresh copy of the upstream file.")
+            return (*checked, str(folder))
         looked.append(f"{folder}/ (needs {', '.join(IDX_FILES.values())})")
 
-    # The Keras cache, then a download: Keras's own loaders do both, with checksums.
+    # The Keras cache, then a download: Keras's own loaders do both.
     import keras
     loader = {"mnist": keras.datasets.mnist, "fashion": keras.datasets.fashion_mnist}[name]
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        with _download_lock():  # two runs on one fresh cache: the second waits, then reads
+            if name == "fashion":  # a bad file in the cache fails its hash and is fetched again
+                for fname, sha256 in FASHION_GZ_SHA256.items():
+                    keras.utils.get_file(fname, FASHION_URL + fname, file_hash=sha256,
+                                         cache_subdir=os.path.join("datasets", "fashion-mnist"))
+            (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:  # no network, a refused download, a bad checksum
         looked.append(f"the Keras cache and download ({error})")
         raise DataError(
@@ -208,7 +251,8 @@ def _find_notmnist(data_dir):
         looked.append(f"{data_dir}/notMNIST_small.tar.gz and {data_dir}/notMNIST_small/")
     import keras
     try:  # the Keras cache first, then a download; upstream publishes no checksum
-        return Path(keras.utils.get_file("notMNIST_small.tar.gz", NOTMNIST_URL))
+        with _download_lock():
+            return Path(keras.utils.get_file("notMNIST_small.tar.gz", NOTMNIST_URL))
     except Exception as error:
         looked.append(f"the Keras cache and download ({error})")
         raise DataError(
@@ -275,6 +319,16 @@ def _fingerprint(source):
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _download_lock():
+    """Hold a lock on the Keras cache, so concurrent runs download one at a time."""
+    _cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(_cache_dir() / ".download.lock", "w") as lock:
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 def _cache_dir():

@@ -1,5 +1,6 @@
 """Shared test helpers: tiny datasets in the upstream file formats, made on the fly."""
 import gzip
+import hashlib
 import io
 import os
 import shutil
@@ -17,17 +18,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import data  # noqa: E402
 from data import IDX_FILES, LETTERS  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "datasets"))
 
 
 def write_idx(path, array, magic=None):
-    """Write `array` (uint8) as a gzip-compressed IDX file, as MNIST ships them."""
+    """Write `array` (uint8) as a gzip-compressed IDX file, as MNIST ships them; return its data's SHA-256."""
     magic = magic or (2051 if array.ndim == 3 else 2049)
     header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    payload = array.astype(np.uint8).tobytes()
     with gzip.open(path, "wb") as file:
-        file.write(header + array.astype(np.uint8).tobytes())
+        file.write(header + payload)
+    return hashlib.sha256(payload).hexdigest()
 
 
 def numbered_images(count, offset=0):
@@ -39,12 +43,11 @@ def numbered_images(count, offset=0):
 
 
 def make_idx_folder(folder, n_train=100, n_test=30):
+    """Four tiny IDX files; returns the SHA-256 of each one's data, keyed like data.IDX_FILES."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {"x_train": numbered_images(n_train), "y_train": np.arange(n_train) % 10,
               "x_test": numbered_images(n_test, offset=1000), "y_test": np.arange(n_test) % 10}
-    for key, fname in IDX_FILES.items():
-        write_idx(folder / fname, arrays[key])
-    return arrays
+    return {key: write_idx(folder / fname, arrays[key]) for key, fname in IDX_FILES.items()}
 
 
 def png_bytes(image):
@@ -72,10 +75,10 @@ def make_notmnist_tar(path, per_letter=5, broken=True):
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    """A data directory laid out like ../shared/datasets, with tiny files."""
-    make_idx_folder(tmp_path / "mnist")
-    make_idx_folder(tmp_path / "fashion-mnist")
+def data_dir(tmp_path, monkeypatch):
+    """A data directory laid out like ../shared/datasets, with tiny files that data.py trusts."""
+    monkeypatch.setattr(data, "IDX_SHA256", {"mnist": make_idx_folder(tmp_path / "mnist"),
+                                             "fashion": make_idx_folder(tmp_path / "fashion-mnist")})
     make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz")
     return tmp_path
 

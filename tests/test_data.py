@@ -1,13 +1,19 @@
 """data.py on tiny files the tests make: formats, splits, scaling, caching and every error path."""
 import gzip
+import hashlib
+import io
 import os
+import shutil
+import subprocess
+import sys
+import tarfile
 
 import keras
 import numpy as np
 import pytest
 
 import data
-from conftest import make_idx_folder, make_notmnist_tar, png_bytes, write_idx
+from conftest import ROOT, make_idx_folder, make_notmnist_tar, png_bytes, write_idx
 from data import DataError, load_dataset
 
 
@@ -114,10 +120,39 @@ def test_notmnist_download_goes_through_keras_get_file(tmp_path, keras_cache, mo
     assert calls and calls[0][1] == data.NOTMNIST_URL and dataset.skipped == 0
 
 
-def test_fashion_from_the_keras_cache(tmp_path, keras_cache):
+def gz_hashes(folder):
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.glob("*.gz")}
+
+
+def test_fashion_from_the_keras_cache(keras_cache, monkeypatch):
     make_idx_folder(keras_cache / "fashion-mnist", n_train=20, n_test=10)
-    dataset = load_dataset("fashion")  # no data directory: Keras finds its cached files
+    monkeypatch.setattr(data, "FASHION_GZ_SHA256", gz_hashes(keras_cache / "fashion-mnist"))
+    dataset = load_dataset("fashion")  # no data directory: Keras finds its cached, verified files
     assert len(dataset.x_test) == 10 and dataset.source == "the Keras cache"
+
+
+def test_fashion_download_is_checksum_verified_and_a_bad_cache_refetched(tmp_path, keras_cache, monkeypatch):
+    make_idx_folder(tmp_path / "server", n_train=20, n_test=10)
+    monkeypatch.setattr(data, "FASHION_GZ_SHA256", gz_hashes(tmp_path / "server"))
+    fetched = []
+
+    def download(url, target, progress=None):  # stands in for the network
+        fetched.append(os.path.basename(target))
+        shutil.copy(tmp_path / "server" / os.path.basename(url), target)
+    monkeypatch.setattr(keras.src.utils.file_utils, "urlretrieve", download)
+    assert len(load_dataset("fashion").x_test) == 10 and len(fetched) == 4
+    cached = keras_cache / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    cached.write_bytes(cached.read_bytes()[:-3] + b"bad")  # damage the cache
+    assert len(load_dataset("fashion").x_test) == 10  # detected by its hash, fetched again
+    assert fetched[4:] == ["t10k-labels-idx1-ubyte.gz"]
+    good = (tmp_path / "server" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "server" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    cached.unlink()
+    with pytest.raises(DataError, match="Could not load fashion.*hash does not match"):
+        load_dataset("fashion")  # a bad download is refused...
+    (tmp_path / "server" / "t10k-labels-idx1-ubyte.gz").write_bytes(good)
+    assert len(load_dataset("fashion").x_test) == 10  # ...and replaced by the next good one
+    assert fetched[-2:] == ["t10k-labels-idx1-ubyte.gz"] * 2
 
 
 # --- Bad input: a clear message, never a traceback, never a partial file -----------------
@@ -139,6 +174,7 @@ def test_missing_data_directory():
 @pytest.mark.parametrize("name, module", [("mnist", "mnist"), ("fashion", "fashion_mnist")])
 def test_missing_files_offline_say_where_we_looked(tmp_path, monkeypatch, name, module):
     monkeypatch.setattr(getattr(keras.datasets, module), "load_data", offline)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(DataError) as error:
         load_dataset(name, tmp_path)
     message = str(error.value)
@@ -166,6 +202,28 @@ def test_flipped_byte_fails_the_gzip_checksum(data_dir):
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="t10k-labels.*truncated or corrupted"):
         load_dataset("mnist", data_dir)
+
+
+def test_flipped_byte_in_the_data_fails_the_published_hash(data_dir, monkeypatch):
+    path = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[16 + 5000] ^= 0x01  # one pixel, recompressed so that gzip's own CRC is fine
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match=f"{path} is not the published file: the SHA-256 of its data"):
+        load_dataset("mnist", data_dir)
+
+
+def test_the_real_files_have_the_published_hashes():
+    """The pinned hashes are those of the upstream files in the shared folder (when present)."""
+    from conftest import SHARED_DATA
+    if not (SHARED_DATA / "mnist").exists():
+        pytest.skip(f"no real data in {SHARED_DATA}")
+    for name, folder in data.FOLDERS.items():
+        for key, fname in data.IDX_FILES.items():
+            content = data.read_idx(SHARED_DATA / folder / fname).tobytes()
+            assert hashlib.sha256(content).hexdigest() == data.IDX_SHA256[name][key]
+        if name == "fashion":
+            assert gz_hashes(SHARED_DATA / folder) == data.FASHION_GZ_SHA256
 
 
 def test_wrong_magic_number(data_dir):
@@ -206,12 +264,40 @@ def test_truncated_tarball_leaves_no_cache(data_dir, keras_cache):
 
 
 def test_tarball_without_letter_folders(tmp_path, keras_cache):
-    import tarfile
     with tarfile.open(tmp_path / "notMNIST_small.tar.gz", "w:gz") as archive:
         archive.add(__file__, arcname="notMNIST_small/readme.txt")
     with pytest.raises(DataError, match="does not look like notMNIST_small: no readable PNG for A, B"):
         load_dataset("notmnist", tmp_path)
     assert list(keras_cache.iterdir()) == []
+
+
+def test_tarball_with_a_non_png_entry(tmp_path, keras_cache):
+    path = make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False)
+    with tarfile.open(path, "r:gz") as archive:
+        members = [(m, archive.extractfile(m).read()) for m in archive]
+    with tarfile.open(path, "w:gz") as archive:
+        for member, content in members:
+            archive.addfile(member, io.BytesIO(content))
+        note = tarfile.TarInfo("notMNIST_small/B/notes.txt")
+        note.size = 5
+        archive.addfile(note, io.BytesIO(b"hello"))
+    dataset = load_dataset("notmnist", tmp_path)
+    assert dataset.skipped == 1 and len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 50
+
+
+def test_two_processes_filling_the_cache_at_once(data_dir, keras_cache):
+    code = ("import sys; sys.path.insert(0, {root!r}); import data; "
+            "d = data.load_dataset('notmnist', {dir!r}); print(len(d.x_train))")
+    command = [sys.executable, "-c", code.format(root=str(ROOT), dir=str(data_dir))]
+    env = {**os.environ, "KERAS_HOME": str(keras_cache.parent)}
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    [cache] = keras_cache.glob("notMNIST_small-*.npz")  # one valid cache, no leftovers
+    assert sorted(p.name for p in keras_cache.iterdir() if not p.name.startswith(".")) == [cache.name]
+    with np.load(cache) as saved:
+        assert saved["images"].shape == (50, 28, 28)
 
 
 def test_invalid_validation_size(data_dir):
