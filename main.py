@@ -9,74 +9,25 @@ Each model trains on the training split, watches the validation split (for early
 stopping), and is scored once on the test set when its training is over.
 """
 import argparse
+import hashlib
+import inspect
 import json
 import os
 import platform
+import shutil
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
 
 import keras
-import numpy as np
 
 from data import CLASS_NAMES, DataError, load_dataset
-from model import MODELS, TRAINING, get_model, options
+from model import MODELS, TRAINING, options
+from train import OPTIMIZERS, TrainingError, train_and_evaluate, write_json
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
 DEFAULT_PATIENCE = 5
-OPTIMIZERS = {
-    "sgd": keras.optimizers.SGD,
-    "adam": keras.optimizers.Adam,
-    "rmsprop": keras.optimizers.RMSprop,
-    "adadelta": keras.optimizers.Adadelta,
-    "adagrad": keras.optimizers.Adagrad,
-    "adamax": keras.optimizers.Adamax,
-    "nadam": keras.optimizers.Nadam,
-}
-
-
-def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None, verbose=1):
-    """Build, train and test one model; return it with a dict of its results.
-
-    settings: optimizer, learning_rate, batch_size, epochs and, for early stopping, patience.
-    """
-    keras.utils.set_random_seed(seed)  # the same seed gives the same weights and batches
-    model = get_model(name, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
-    if verbose:
-        model.summary()
-    model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-    callbacks = []
-    if settings.get("patience"):
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings["patience"], restore_best_weights=True))
-    start = time.perf_counter()
-    history = model.fit(dataset.x_train, dataset.y_train, batch_size=settings["batch_size"],
-                        epochs=settings["epochs"], validation_data=(dataset.x_val, dataset.y_val),
-                        callbacks=callbacks, verbose=verbose)
-    train_seconds = time.perf_counter() - start
-
-    # With early stopping the best epoch's weights are back in place: report that epoch.
-    epochs_run = len(history.history["loss"])
-    best = int(np.argmin(history.history["val_loss"])) if callbacks else epochs_run - 1
-    val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
-    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
-    return model, {
-        "name": name,
-        "params": model.count_params(),
-        "epochs_run": epochs_run,
-        "best_epoch": best + 1,
-        "train_seconds": round(train_seconds, 1),
-        "train_accuracy": history.history["accuracy"][best],  # running mean while training
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "history": history.history,  # per epoch: loss, accuracy, val_loss, val_accuracy
-    }
 
 
 def describe_device():
@@ -87,7 +38,7 @@ def describe_device():
         device = jax.devices()[0]
         if device.platform != "cpu":
             return f"{device.platform.upper()} ({device.device_kind})"
-    elif backend == "tensorflow":  # the one TensorFlow-specific spot of the project
+    elif backend == "tensorflow":  # TensorFlow-only calls live here and in train.seed_everything
         import tensorflow as tf
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -107,19 +58,28 @@ def print_table(dataset, results):
               f"{r['train_accuracy']:>7.2%} {r['val_accuracy']:>7.2%} {r['test_accuracy']:>7.2%}")
 
 
-def write_json(path, content):
-    """Write JSON to a temporary file, then rename it: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".partial", delete=False) as file:
-        json.dump(content, file, indent=2)
-    os.replace(file.name, path)
-
-
 def save_model(model, folder, name):
     os.makedirs(folder, exist_ok=True)
     partial = os.path.join(folder, f".{name}.partial.keras")  # Keras insists on the suffix
     model.save(partial)
     os.replace(partial, os.path.join(folder, f"{name}.keras"))
+
+
+def checkpoint_folder(root, name, dataset, settings, hyperparameters, seed, limit):
+    """One folder per distinct run: the same command finds its own checkpoint again.
+
+    The model's source code is part of the key, so editing model.py starts afresh.
+    """
+    recipe = json.dumps([dataset, settings, hyperparameters, seed, limit], sort_keys=True)
+    digest = hashlib.sha256((recipe + inspect.getsource(MODELS[name])).encode()).hexdigest()[:10]
+    return os.path.join(root, f"{dataset}-{name}-seed{seed}-{digest}")
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def positive_int(text):
@@ -153,13 +113,18 @@ def parse_args(argv=None):
                         "(default: on where the tutorial used it)")
     parser.add_argument("--patience", type=positive_int,
                         help=f"epochs without improvement before stopping (default {DEFAULT_PATIENCE})")
-    parser.add_argument("--seed", type=int, default=0, help="fixes weights, shuffling and the validation split")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="fixes weights, shuffling, dropout, augmentation and the validation split")
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, "
                         "then the Keras cache, then a download)")
     parser.add_argument("--limit", type=positive_int,
                         help="use only the first N training and N test images (quick checks)")
     parser.add_argument("--results", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--save", metavar="DIR", help="save each trained model as DIR/NAME.keras")
+    parser.add_argument("--checkpoints", metavar="DIR", default="checkpoints",
+                        help="where each epoch's state is kept until training ends: an interrupted run "
+                        "started again with the same command resumes there (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true", help="ignore any checkpoint and start from scratch")
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
     args = parser.parse_args(argv)
@@ -201,8 +166,19 @@ def main(argv=None):
     for name in args.model:
         settings = settings_for(name, args)
         print(f"\n=== {name}: {settings}")
-        model, result = train_and_evaluate(name, dataset, settings, args.seed, hyperparameters,
-                                           verbose=1 if sys.stdout.isatty() else 2)
+        checkpoints = checkpoint_folder(args.checkpoints, name, args.dataset, settings, hyperparameters,
+                                        args.seed, args.limit)
+        if args.fresh:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        try:
+            model, result = train_and_evaluate(name, dataset, settings, args.seed, hyperparameters,
+                                               checkpoints, verbose=1 if sys.stdout.isatty() else 2)
+        except KeyboardInterrupt:
+            print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
+                  f"run the same command again to carry on from there.", file=sys.stderr)
+            sys.exit(130)  # the usual status for Ctrl-C
+        except TrainingError as error:
+            sys.exit(f"error: {name}: {error}")
         results.append(result)
         models.append(model)
         if args.save:

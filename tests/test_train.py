@@ -1,0 +1,157 @@
+"""train.py: same seed same weights, resuming after a kill anywhere, and stopping on NaN."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import data
+import train
+from conftest import ROOT, make_idx_folder
+
+TINY_RUN = ["--model", "spark_finetuned", "--epochs", "4", "--batch-size", "16",
+            "--early-stopping", "--patience", "2", "--seed", "3"]
+BATCHES_PER_EPOCH = 6  # 90 training images in batches of 16
+
+# Runs main.py on the tests' tiny files (trusting their hashes) and, given a kill point,
+# arranges for the process to SIGKILL itself at that moment.
+LAUNCHER = """
+import json, os, signal, sys
+sys.path.insert(0, {root!r})
+import keras, data, train, main
+data.IDX_SHA256["mnist"] = {hashes!r}
+where, n, calls = {where!r}, {n}, [0]
+
+def after_n_calls(function):
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
+            if where == "weights":  # half a weights file, as if killed while writing it
+                with open(args[1], "wb") as file:
+                    file.write(b"half a file")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return function(*args, **kwargs)
+    return counted
+
+if where == "batch":  # the n-th batch drawn, counting from the first epoch
+    train.ShuffledBatches.__getitem__ = after_n_calls(train.ShuffledBatches.__getitem__)
+elif where == "weights":  # while writing the n-th epoch's weights
+    keras.Model.save_weights = after_n_calls(keras.Model.save_weights)
+elif where == "latest":  # weights of the n-th epoch written, latest.json not yet
+    train.write_json = after_n_calls(train.write_json)
+main.main(sys.argv[1:])
+"""
+
+
+def launch(args, hashes, kill=(None, 0)):
+    code = LAUNCHER.format(root=str(ROOT), hashes=hashes, where=kill[0], n=kill[1])
+    return [sys.executable, "-c", code, *args]
+
+
+def run_main(args, hashes, kill=(None, 0)):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(launch(args, hashes, kill), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def comparable(results_file):
+    """Everything in a results file that an interruption must not change (not the timings)."""
+    report = json.loads(results_file.read_text())
+    for model in report["models"]:
+        model.pop("train_seconds")
+    return report
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The tiny run, never stopped: what every interrupted run must end up with."""
+    folder = tmp_path_factory.mktemp("reference")
+    hashes = make_idx_folder(folder / "mnist")
+    run = run_main(["--data-dir", str(folder), *TINY_RUN, "--checkpoints", str(folder / "ck"),
+                    "--results", str(folder / "results.json")], hashes)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return folder, hashes, comparable(folder / "results.json")
+
+
+@pytest.mark.parametrize("kill", [
+    ("batch", 3),  # before the first epoch ends
+    ("batch", BATCHES_PER_EPOCH + 4),  # in the middle of the second epoch
+    ("weights", 2),  # while writing the second epoch's checkpoint
+    ("latest", 3),  # after the third epoch's weights, before the checkpoint points to them
+])
+def test_killed_run_resumes_to_the_same_result(uninterrupted, tmp_path, kill):
+    data_dir, hashes, expected = uninterrupted
+    args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
+            "--results", str(tmp_path / "results.json")]
+    killed = run_main(args, hashes, kill)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / "results.json").exists()
+    resumed = run_main(args, hashes)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs_done = {("batch", 3): 0, ("batch", 10): 1, ("weights", 2): 1, ("latest", 3): 2}[kill]
+    assert (f"Resuming after epoch {epochs_done}" in resumed.stdout) == (epochs_done > 0)
+    assert comparable(tmp_path / "results.json") == expected  # identical, to the last bit
+    assert list((tmp_path / "ck").iterdir()) == []  # finished: nothing left to resume
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(uninterrupted, tmp_path):
+    data_dir, hashes, expected = uninterrupted
+    args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
+            "--results", str(tmp_path / "results.json")]
+    process = subprocess.Popen(launch(args, hashes), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:
+        if line.startswith("Epoch 3/"):  # epochs 1 and 2 are done and saved
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130
+    assert "Interrupted" in stderr and "run the same command again" in stderr
+    resumed = run_main(args, hashes)
+    assert "Resuming after epoch 2" in resumed.stdout
+    assert comparable(tmp_path / "results.json") == expected
+
+
+def tiny_dataset(data_dir):
+    return data.load_dataset("mnist", data_dir)
+
+
+def final_weights(dataset, seed):
+    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=2)
+    model, _ = train.train_and_evaluate("spark_finetuned", dataset, settings, seed,
+                                        {"ensemble": 1}, verbose=0)
+    return model.get_weights()
+
+
+def test_same_seed_same_weights_other_seed_other_weights(data_dir):
+    dataset = tiny_dataset(data_dir)  # dropout, batch norm and shifts: every random source
+    first, again, other = (final_weights(dataset, seed) for seed in (0, 0, 1))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_shuffled_batches_depend_on_seed_and_epoch_only():
+    x, y = np.arange(10).reshape(10, 1), np.arange(10)
+    batches = train.ShuffledBatches(x, y, 4, seed=1)
+    assert len(batches) == 3 and [len(batches[i][0]) for i in range(3)] == [4, 4, 2]
+    epoch_0 = np.concatenate([batches[i][1] for i in range(3)])
+    assert sorted(epoch_0) == list(range(10))
+    batches.shuffle(5)
+    epoch_5 = np.concatenate([batches[i][1] for i in range(3)])
+    fresh = train.ShuffledBatches(x, y, 4, seed=1)
+    fresh.shuffle(5)
+    assert np.array_equal(epoch_5, np.concatenate([fresh[i][1] for i in range(3)]))
+    assert not np.array_equal(epoch_0, epoch_5)
+
+
+def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
+    run = run_main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--optimizer", "sgd",
+                    "--learning-rate", "1e12", "--batch-size", "16", "--epochs", "3",
+                    "--checkpoints", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json")],
+                   data.IDX_SHA256["mnist"])
+    assert run.returncode == 1
+    assert "error: spark_baseline: The loss became nan at epoch 1, batch " in run.stderr
+    assert "Try a smaller learning rate" in run.stderr and not (tmp_path / "r.json").exists()

@@ -1,0 +1,216 @@
+"""Train and test one model: the training loop that main.py and the experiments share.
+
+A run is reproducible and survives interruptions:
+- `seed` fixes everything random: the initial weights, dropout, augmentation, and the
+  order of the training images, which depends on (seed, epoch) only;
+- with a `checkpoint_dir`, the complete state after each epoch (weights, optimizer,
+  random generators, early stopping, history) is saved. A run killed at any moment and
+  started again with the same arguments carries on from the last completed epoch, as if
+  it had never stopped. The folder is removed once training has finished;
+- a NaN or infinite loss stops training at once with a TrainingError saying where.
+"""
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from model import get_model
+
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adadelta": keras.optimizers.Adadelta,
+    "adagrad": keras.optimizers.Adagrad,
+    "adamax": keras.optimizers.Adamax,
+    "nadam": keras.optimizers.Nadam,
+}
+
+
+class TrainingError(Exception):
+    """Training cannot go on; the message says why."""
+
+
+def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None,
+                       checkpoint_dir=None, verbose=1):
+    """Build, train and test one model; return it with a dict of its results.
+
+    settings: optimizer, learning_rate, batch_size, epochs and, for early stopping, patience.
+    """
+    seed_everything(seed)
+    model = get_model(name, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    if verbose:
+        model.summary()
+    model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
+    early_stopping = None
+    if settings.get("patience"):
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=settings["patience"], restore_best_weights=True)
+    checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
+    if checkpoint.initial_epoch and verbose:
+        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
+    start = time.perf_counter()
+    model.fit(batches, shuffle=False,  # `batches` shuffles itself, reproducibly
+              epochs=settings["epochs"], initial_epoch=checkpoint.initial_epoch,
+              validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
+              callbacks=[batches.reshuffle, StopOnNaN(), *filter(None, [early_stopping]), checkpoint])
+    train_seconds = time.perf_counter() - start + checkpoint.seconds_before
+    checkpoint.remove()
+
+    history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
+    epochs_run = len(checkpoint.history)
+    # With early stopping the best epoch's weights are back in place: report that epoch.
+    best = early_stopping.best_epoch if early_stopping else epochs_run - 1
+    val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
+    return model, {
+        "name": name,
+        "params": model.count_params(),
+        "epochs_run": epochs_run,
+        "best_epoch": best + 1,
+        "train_seconds": round(train_seconds, 1),
+        "train_accuracy": history["accuracy"][best],  # running mean while training
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "history": history,  # per epoch: loss, accuracy, val_loss, val_accuracy
+    }
+
+
+def seed_everything(seed):
+    keras.utils.set_random_seed(seed)  # Python, NumPy and the backend's generators
+    if keras.backend.backend() == "tensorflow":  # TensorFlow also needs deterministic kernels
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """The training set in batches, in an order that depends only on (seed, epoch).
+
+    model.fit(shuffle=True) draws each epoch's order from a generator whose position a
+    resumed run cannot recover; here epoch 7 is shuffled the same way whether or not
+    the run was interrupted before it.
+    """
+
+    def __init__(self, x, y, batch_size, seed):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.reshuffle = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: self.shuffle(epoch))
+        self.shuffle(0)
+
+    def shuffle(self, epoch):
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+
+    def __len__(self):
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index):
+        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.x[chosen], self.y[chosen]
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, rather than train a broken model."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"The loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}: training diverged. "
+                f"Try a smaller learning rate. The last completed epoch's checkpoint, if any, is kept.")
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Keep the history of a run and, given a folder, the state to resume it after each epoch.
+
+    Each epoch's state goes to a new subfolder; only once that is complete does the small
+    latest.json point to it (written to a temporary file, then renamed), so a kill at any
+    moment leaves the previous complete state in place. Weights and optimizer state are
+    saved by Keras (model.save_weights); the random generators' positions and the early
+    stopping state, which it does not save, go in latest.json.
+    """
+
+    def __init__(self, folder=None, early_stopping=None):
+        super().__init__()
+        self.folder, self.early_stopping = (Path(folder) if folder else None), early_stopping
+        self.history, self.seconds_before, self.saved = [], 0.0, None
+        if self.folder and (self.folder / "latest.json").exists():
+            self.saved = json.loads((self.folder / "latest.json").read_text())
+            self.history, self.seconds_before = self.saved["history"], self.saved["seconds"]
+        self.initial_epoch = len(self.history)
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+        if not self.saved:
+            return
+        state = self.folder / self.saved["state"]
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(state / "model.weights.h5")
+        for variable, value in zip(seed_states(self.model), self.saved["seeds"]):
+            variable.assign(np.array(value, dtype="uint32"))
+        if self.early_stopping:
+            for key, value in self.saved["early_stopping"].items():
+                setattr(self.early_stopping, key, value)
+            if (state / "best.npz").exists():
+                with np.load(state / "best.npz") as best:
+                    self.early_stopping.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({key: float(value) for key, value in logs.items()})
+        if self.folder:
+            self.save(epoch + 1)
+
+    def save(self, epochs_done):
+        state = self.folder / f"epoch-{epochs_done:04d}"
+        shutil.rmtree(state, ignore_errors=True)  # a half-written leftover of a killed run
+        state.mkdir(parents=True)
+        self.model.save_weights(state / "model.weights.h5")
+        latest = {"state": state.name, "history": self.history,
+                  "seconds": self.seconds_before + time.perf_counter() - self.start,
+                  "seeds": [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]}
+        if self.early_stopping:
+            stopper = self.early_stopping
+            latest["early_stopping"] = {"wait": stopper.wait, "best": stopper.best,
+                                        "best_epoch": stopper.best_epoch}
+            if stopper.best_weights is not None:
+                np.savez(state / "best.npz", *stopper.best_weights)
+        write_json(self.folder / "latest.json", latest)  # the moment this state becomes the one to resume
+        for old in self.folder.glob("epoch-*"):
+            if old != state:
+                shutil.rmtree(old)
+
+    def remove(self):
+        """Training finished: the next run with the same arguments starts afresh."""
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def seed_states(model):
+    """The positions of the model's random generators (dropout, augmentation)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def write_json(path, content):
+    """Write JSON to a temporary file, then rename it: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".partial", delete=False) as file:
+        try:
+            json.dump(content, file, indent=2)
+        except BaseException:  # even Ctrl-C: leave nothing behind
+            file.close()
+            os.remove(file.name)
+            raise
+    os.replace(file.name, path)
