@@ -1,0 +1,149 @@
+"""Classify your own image files with a trained model.
+
+    python main.py --dataset mnist --model l42_mlp --save models/
+    python predict.py models/l42_mlp.keras my_digit.png photo_of_a_seven.jpg
+    python predict.py docs/examples/notmnist-l42_mlp.keras letter.png --dataset notmnist
+
+Any size, colour or greyscale, light-on-dark or dark-on-light: each image is turned
+into what the model was trained on, a 28x28 greyscale image of a light glyph on a dark
+background with pixels in [0, 1]. Prints the three most likely classes per file.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+import model  # noqa: F401  registers the custom RandomShift layer, so saved models load
+from data import CLASS_NAMES, IMAGE_SIZE
+
+TOP = 3  # classes printed per image
+BORDER = 2  # pixels around the edge that tell the background's colour
+
+
+class ImageReadError(Exception):
+    """An image file could not be read; the message names the file and says why."""
+
+
+def load_image(path, invert="auto"):
+    """Read an image file as the model's input: shape (28, 28, 1), float32 in [0, 1].
+
+    invert: "auto" (when the border is light), "yes" or "no".
+    """
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # phone photos: upright, as the eye sees them
+            pixels = greyscale(image)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error})") from None
+    if invert == "yes" or (invert == "auto" and light_background(pixels)):
+        pixels = 255 - pixels  # the datasets are light glyphs on a dark background
+    return (resize(pixels) / 255).astype("float32")[..., None]  # as data.py scales uint8 pixels
+
+
+def greyscale(image):
+    """The image as a float array of grey levels 0-255. Where the image has transparency,
+    the opacity is the ink: a glyph drawn on a transparent background, whatever its colour."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype="float32")
+        if alpha.min() < 255:
+            return alpha
+    if image.mode.startswith("I;16"):  # 16-bit greyscale: convert("L") would clip it, not scale it
+        return np.asarray(image, dtype="float32") / 257
+    return np.asarray(image.convert("L"), dtype="float32")
+
+
+def light_background(pixels):
+    """True when the pixels around the border are mostly light: dark ink on light paper.
+
+    Right for a glyph with a margin round it (a photo, a drawing, every MNIST image); wrong
+    for a glyph so big that it covers most of the border, as a quarter of notMNIST's do.
+    """
+    border = np.concatenate([pixels[:BORDER].ravel(), pixels[-BORDER:].ravel(),
+                             pixels[:, :BORDER].ravel(), pixels[:, -BORDER:].ravel()])
+    return np.median(border) > 127.5
+
+
+def resize(pixels):
+    """Pad to a square with the (dark) background colour, keeping the aspect, then resize to 28x28."""
+    height, width = pixels.shape
+    side = max(height, width)
+    square = np.zeros((side, side), dtype="float32")
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top:top + height, left:left + width] = pixels
+    # Shrinking averages the pixels each new pixel covers (as a camera sensor would); growing interpolates.
+    resample = Image.Resampling.BOX if side > IMAGE_SIZE else Image.Resampling.BILINEAR
+    resized = Image.fromarray(square).resize((IMAGE_SIZE, IMAGE_SIZE), resample)
+    return np.clip(np.asarray(resized), 0, 255)
+
+
+def top_classes(probabilities, class_names, top=TOP):
+    """[(class name, probability), ...], the most likely first."""
+    best = np.argsort(-probabilities, kind="stable")[:top]
+    return [(class_names[i], float(probabilities[i])) for i in best]
+
+
+def predict_files(keras_model, paths, class_names, top=TOP, invert="auto"):
+    """Classify each file. Returns ({path: top classes}, {path: error message}) in input order;
+    a file that cannot be read gets an error and never stops the others."""
+    images, errors = {}, {}
+    for path in paths:
+        try:
+            images[path] = load_image(path, invert)
+        except ImageReadError as error:
+            errors[path] = str(error)
+    answers = {}
+    if images:  # one batch for all the readable files
+        probabilities = keras_model.predict(np.stack(list(images.values())), verbose=0)
+        answers = {path: top_classes(p, class_names, top) for path, p in zip(images, probabilities)}
+    return answers, errors
+
+
+def load_model(path, class_names):
+    """Load a saved .keras model that classifies into `class_names`; exit with a message if not."""
+    import keras
+    if not os.path.isfile(path):
+        sys.exit(f"error: model file {path} not found (train and save one with: "
+                 f"python main.py --save DIR, then pass DIR/NAME.keras)")
+    try:
+        keras_model = keras.models.load_model(path)
+    except Exception as error:  # not a zip, not a Keras model, an unknown layer, ...
+        sys.exit(f"error: cannot load the model {path}: {error}")
+    outputs = keras_model.output_shape[-1]
+    if outputs != len(class_names):
+        sys.exit(f"error: the model {path} has {outputs} outputs, but the dataset has "
+                 f"{len(class_names)} classes: check --dataset")
+    return keras_model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", metavar="MODEL.keras", help="a model saved by main.py --save")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--dataset", choices=sorted(CLASS_NAMES), default="mnist",
+                        help="the dataset the model was trained on: gives the class names (default: mnist)")
+    parser.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                        help="make dark-on-light images light-on-dark: 'auto' does it when the border is "
+                        "light, which misjudges glyphs that fill the whole frame, like many notMNIST "
+                        "letters: then say 'no' (default: auto)")
+    args = parser.parse_args(argv)
+
+    class_names = CLASS_NAMES[args.dataset]
+    keras_model = load_model(args.model, class_names)
+    answers, errors = predict_files(keras_model, args.images, class_names, invert=args.invert)
+    for path in args.images:
+        if path in answers:
+            print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in answers[path]))
+        else:
+            print(f"error: {errors[path]}", file=sys.stderr)
+    if errors:
+        sys.exit(f"error: {len(errors)} of {len(args.images)} files could not be read")
+
+
+if __name__ == "__main__":
+    main()

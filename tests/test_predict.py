@@ -1,0 +1,156 @@
+"""predict.py: the committed example images, images in disguise, and files that are not images."""
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import predict
+from conftest import ROOT
+from data import CLASS_NAMES
+
+EXAMPLES = ROOT / "docs" / "examples"
+DATASETS = ["mnist", "notmnist"]
+
+
+def examples(dataset):
+    """The committed example images of `dataset`, with the class each file name says."""
+    found = {path: path.stem.split("-")[1] for path in sorted(EXAMPLES.glob(f"{dataset}-*.png"))}
+    assert len(found) >= 8, f"the example images of {dataset} are missing from {EXAMPLES}"
+    return found
+
+
+@pytest.fixture(scope="module", params=DATASETS)
+def example_model(request):
+    dataset = request.param
+    return dataset, keras.models.load_model(EXAMPLES / f"{dataset}-l42_mlp.keras")
+
+
+def test_examples_are_classified_correctly(example_model):
+    dataset, net = example_model
+    truth = examples(dataset)
+    answers, errors = predict.predict_files(net, list(truth), CLASS_NAMES[dataset])
+    assert errors == {}
+    assert {path: top[0][0] for path, top in answers.items()} == truth
+    for top in answers.values():
+        assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_disguises_are_undone(dataset):
+    """Inverted, enlarged and tall versions give the model the very image of the original;
+    the coloured one nearly (its ink and paper are not pure black and white)."""
+    for path, label in examples(dataset).items():
+        original = predict.load_image(EXAMPLES / f"{dataset}-{label}.png")
+        image = predict.load_image(path)
+        assert image.shape == (28, 28, 1) and image.dtype == np.float32
+        assert 0 <= image.min() and image.max() <= 1
+        if path.stem.endswith("-rgb"):
+            assert np.corrcoef(image.ravel(), original.ravel())[0, 1] > 0.99, path.name
+        else:
+            np.testing.assert_allclose(image, original, atol=1e-6, err_msg=path.name)
+
+
+def test_original_is_read_as_data_py_reads_it():
+    path = EXAMPLES / "mnist-7.png"
+    pixels = np.asarray(Image.open(path))
+    np.testing.assert_array_equal(predict.load_image(path)[..., 0], pixels.astype("float32") / 255)
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    pixels = np.asarray(Image.open(EXAMPLES / "mnist-7.png")).astype(np.uint16) * 257  # 0-255 -> 0-65535
+    Image.fromarray(pixels).save(tmp_path / "seven16.png")
+    assert Image.open(tmp_path / "seven16.png").mode.startswith("I;16")
+    np.testing.assert_allclose(predict.load_image(tmp_path / "seven16.png"),
+                               predict.load_image(EXAMPLES / "mnist-7.png"), atol=1e-6)
+
+
+def test_light_background_is_inverted_and_the_aspect_kept(tmp_path):
+    page = np.full((60, 30), 255, np.uint8)  # a tall white page with a black vertical stroke
+    page[10:50, 13:17] = 0
+    Image.fromarray(page).save(tmp_path / "stroke.jpg")
+    image = predict.load_image(tmp_path / "stroke.jpg")[..., 0]
+    assert image[:, :5].max() < 0.05 and image[:, -5:].max() < 0.05  # the padding: dark background
+    assert image[14, 14] > 0.9 and image[0, 14] < 0.1  # the stroke: light, and still vertical
+
+
+def test_transparent_background_uses_the_opacity(tmp_path):
+    drawing = np.zeros((56, 56, 4), np.uint8)  # black ink on a transparent background
+    drawing[10:46, 24:32, 3] = 255
+    Image.fromarray(drawing, "RGBA").save(tmp_path / "drawing.png")
+    image = predict.load_image(tmp_path / "drawing.png")[..., 0]
+    assert image[14, 14] > 0.9 and image[2, 2] == 0
+
+
+def bad_files(folder):
+    (folder / "x.png").write_text("this is not an image")
+    (folder / "empty.png").write_bytes(b"")
+    return [folder / "x.png", folder / "empty.png", folder / "missing.png"]
+
+
+def test_unreadable_files_get_errors_and_the_others_answers(example_model, tmp_path):
+    dataset, net = example_model
+    good = list(examples(dataset))[:2]
+    bad = bad_files(tmp_path)
+    answers, errors = predict.predict_files(net, [bad[0], good[0], bad[1], good[1], bad[2]], CLASS_NAMES[dataset])
+    assert list(answers) == good
+    assert list(errors) == bad
+    for path, message in errors.items():
+        assert str(path) in message
+    assert "no such file" in errors[bad[2]]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "predict.py", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_answers_the_good_files_and_fails_for_the_bad(tmp_path):
+    x_png, empty_png, _ = bad_files(tmp_path)
+    seven, two = EXAMPLES / "mnist-7-112px-inverted-rgb.png", EXAMPLES / "mnist-2.png"
+    done = run_cli(EXAMPLES / "mnist-l42_mlp.keras", seven, x_png, two, empty_png)
+    assert done.returncode != 0
+    lines = done.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(seven), str(two)]
+    assert lines[0].split(": ")[1].startswith("7 ") and lines[1].split(": ")[1].startswith("2 ")
+    assert len(lines[0].split(", ")) == 3  # the top 3
+    assert f"error: {x_png}: not a readable image" in done.stderr
+    assert f"error: {empty_png}: not a readable image" in done.stderr
+    assert "2 of 4 files could not be read" in done.stderr
+
+
+def test_main_uses_the_dataset_class_names(capsys):
+    predict.main([str(EXAMPLES / "notmnist-l42_mlp.keras"), str(EXAMPLES / "notmnist-B-inverted.png"),
+                  "--dataset", "notmnist"])
+    assert capsys.readouterr().out.startswith(f"{EXAMPLES / 'notmnist-B-inverted.png'}: B ")
+
+
+def test_missing_or_broken_model(tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        predict.main([str(tmp_path / "nope.keras"), str(EXAMPLES / "mnist-7.png")])
+    assert f"error: model file {tmp_path / 'nope.keras'} not found" in str(exit.value.code)
+    (tmp_path / "broken.keras").write_text("not a model")
+    with pytest.raises(SystemExit) as exit:
+        predict.main([str(tmp_path / "broken.keras"), str(EXAMPLES / "mnist-7.png")])
+    assert f"error: cannot load the model {tmp_path / 'broken.keras'}" in str(exit.value.code)
+    with pytest.raises(SystemExit) as exit:  # a model for another number of classes
+        predict.load_model(str(EXAMPLES / "mnist-l42_mlp.keras"), ["yes", "no"])
+    assert "has 10 outputs, but the dataset has 2 classes" in str(exit.value.code)
+
+
+def test_cli_missing_model_exits_with_a_message(tmp_path):
+    done = run_cli(tmp_path / "nope.keras", EXAMPLES / "mnist-7.png")
+    assert done.returncode == 1 and f"error: model file {tmp_path / 'nope.keras'} not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invert_can_be_forced_either_way():
+    """A glyph that fills its frame fools the automatic choice; --invert yes/no overrides it."""
+    path = EXAMPLES / "mnist-7.png"
+    light_on_dark = predict.load_image(path, invert="no")
+    np.testing.assert_allclose(predict.load_image(path, invert="yes"), 1 - light_on_dark, atol=1e-6)
+    np.testing.assert_array_equal(predict.load_image(path), light_on_dark)  # auto: the border is dark
+    inverted = EXAMPLES / "mnist-7-inverted.png"
+    np.testing.assert_allclose(predict.load_image(inverted, invert="no"), 1 - light_on_dark, atol=1e-6)
