@@ -1,6 +1,6 @@
 """Train one or more models on MNIST, Fashion-MNIST or notMNIST and compare their accuracies.
 
-    python main.py                                      # the tutorial's baseline vs its fine-tuned CNN
+    python main.py                                      # the starter pack's MLP against Spark's CNN, MNIST
     python main.py --model spark_baseline --epochs 12
     python main.py --dataset notmnist --model l42_mlp --optimizer adam
     python main.py --help

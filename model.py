@@ -135,16 +135,18 @@ TRAINING = {
 }
 
 
-def get_model(name, input_shape, num_classes, **hyperparameters):
-    """Build a registered model; `hyperparameters` are its builder's keyword arguments."""
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODELS)}.")
-    unknown = sorted(set(hyperparameters) - options(name))
+def get_model(model, input_shape, num_classes, **hyperparameters):
+    """Build a model: a name in MODELS, or a builder function; `hyperparameters` are its options."""
+    if isinstance(model, str) and model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
+    builder = MODELS.get(model) if isinstance(model, str) else model
+    unknown = sorted(set(hyperparameters) - options(builder))
     if unknown:
-        raise ValueError(f"Model {name!r} has no option {', '.join(unknown)}.")
-    return MODELS[name](input_shape, num_classes, **hyperparameters)
+        raise ValueError(f"Model {builder.__name__!r} has no option {', '.join(unknown)}.")
+    return builder(input_shape, num_classes, **hyperparameters)
 
 
-def options(name):
-    """The keyword arguments that a registered model's builder accepts."""
-    return set(inspect.signature(MODELS[name]).parameters) - {"input_shape", "num_classes"}
+def options(model):
+    """The keyword arguments that a model's builder (or registered name) accepts."""
+    builder = MODELS[model] if isinstance(model, str) else model
+    return set(inspect.signature(builder).parameters) - {"input_shape", "num_classes"}

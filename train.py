@@ -37,18 +37,22 @@ class TrainingError(Exception):
     """Training cannot go on; the message says why."""
 
 
-def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None,
+def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
                        checkpoint_dir=None, verbose=1):
     """Build, train and test one model; return it with a dict of its results.
 
-    settings: optimizer, learning_rate, batch_size, epochs and, for early stopping, patience.
+    model: a name in model.MODELS, or a function (input_shape, num_classes, **hyperparameters).
+    settings: optimizer (a name, or a function returning an optimizer), learning_rate,
+        batch_size, epochs and, optionally, patience (early stopping), loss,
+        optimizer_options (e.g. momentum) and callbacks (functions returning callbacks).
     """
     seed_everything(seed)
-    model = get_model(name, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    name = model if isinstance(model, str) else model.__name__
+    model = get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
     if verbose:
         model.summary()
-    model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"]),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=make_optimizer(settings), metrics=["accuracy"],
+                  loss=settings.get("loss", "sparse_categorical_crossentropy"))
 
     batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
     early_stopping = None
@@ -62,7 +66,8 @@ def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None,
     model.fit(batches, shuffle=False,  # `batches` shuffles itself, reproducibly
               epochs=settings["epochs"], initial_epoch=checkpoint.initial_epoch,
               validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
-              callbacks=[batches.reshuffle, StopOnNaN(), *filter(None, [early_stopping]), checkpoint])
+              callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.get("callbacks", [])],
+                         *filter(None, [early_stopping]), checkpoint])
     train_seconds = time.perf_counter() - start + checkpoint.seconds_before
     checkpoint.remove()
 
@@ -84,6 +89,13 @@ def train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=None,
         "test_loss": test_loss,
         "history": history,  # per epoch: loss, accuracy, val_loss, val_accuracy
     }
+
+
+def make_optimizer(settings):
+    optimizer = settings["optimizer"]
+    if callable(optimizer):  # a fresh optimizer for every model, e.g. one with a schedule
+        return optimizer()
+    return OPTIMIZERS[optimizer](learning_rate=settings["learning_rate"], **settings.get("optimizer_options", {}))
 
 
 def seed_everything(seed):

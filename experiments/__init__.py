@@ -1,0 +1,1 @@
+"""The five tutorials, step by step: `python -m experiments NAME` (see __main__.py)."""

@@ -1,0 +1,61 @@
+"""Rerun a tutorial step by step and compare its published accuracies with ours.
+
+    python -m experiments spark                 # every step, 3 seeds, results/spark.md
+    python -m experiments spark --seeds 1 --steps "baseline CNN" "+ L2"
+    python -m experiments spark --quick         # a few hundred images, one epoch: a smoke test
+"""
+import argparse
+import importlib
+import os
+import pkgutil
+import shlex
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, model.py, train.py
+
+from data import DataError  # noqa: E402
+from experiments.runner import run_experiment, table, write_report  # noqa: E402
+from main import describe_device, positive_int  # noqa: E402
+
+# Every module here but the runner is an experiment.
+EXPERIMENTS = sorted(module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)])
+                     if module.name not in ("runner", "__main__"))
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per step (default: 3)")
+    parser.add_argument("--quick", action="store_true", help="a few hundred images and one epoch per step")
+    parser.add_argument("--steps", nargs="+", metavar="STEP", help="run only these steps (by name)")
+    parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, ...)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for NAME.json and NAME.md "
+                        "(default: results/; --quick runs write NAME-quick.*)")
+    parser.add_argument("--verbose", action="store_true", help="model summaries and progress bars")
+    args = parser.parse_args(argv)
+    if not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is not a folder")
+    experiment = importlib.import_module(f"experiments.{args.name}")
+    unknown = set(args.steps or []) - {step.name for step in experiment.STEPS}
+    if unknown:
+        parser.error(f"argument --steps: {args.name} has no step {', '.join(sorted(unknown))}")
+
+    device = describe_device()
+    print(f"{args.name}: {experiment.__doc__.strip().splitlines()[0]} (on {device})")
+    try:
+        rows = run_experiment(experiment, args.seeds, args.quick, args.data_dir, args.steps,
+                              verbose=2 if args.verbose else 0)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print("\n" + table(rows))
+    name = f"{args.name}-quick" if args.quick else args.name
+    command = "python -m experiments " + shlex.join(argv if argv is not None else sys.argv[1:])
+    write_report(args.out, name, experiment, rows, command, device)
+    print(f"\nWrote {args.out / name}.json and .md")
+
+
+if __name__ == "__main__":
+    main()

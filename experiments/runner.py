@@ -1,0 +1,127 @@
+"""Run an experiment (a list of Steps) over several seeds and report published against measured.
+
+An experiment module (spark.py, l42.py, ...) holds a docstring, DATASET and STEPS; this
+file does the rest: load the data, train every step with every seed through
+train.train_and_evaluate, print the table, write it as JSON and Markdown.
+"""
+import json
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from data import load_dataset
+from model import TRAINING
+from train import train_and_evaluate, write_json
+
+DEFAULT_TRAINING = dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=10)
+QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
+QUICK_EPOCHS = 1
+
+
+@dataclass
+class Step:
+    """One rung of a tutorial: a model, how it trains, and what the tutorial published.
+
+    model: a name in model.MODELS or a builder function (input_shape, num_classes, **options).
+    published: the tutorial's accuracy in percent (None where it printed none).
+    published_on: what that number measured, e.g. "test", "validation", "test (leaky)".
+    training: overrides of the model's TRAINING settings (see train.train_and_evaluate).
+    data: load_dataset options, e.g. standardize=True or one_hot=True.
+    run: for a step that is more than one fit (transfer learning, pseudo-labels, ...), a
+        function (step, dataset, settings, seed, verbose) -> results dict like
+        train_and_evaluate's second value; by default train_and_evaluate itself.
+    note: anything a reader comparing the numbers should know.
+    """
+    name: str
+    model: object
+    published: float = None
+    published_on: str = "test"
+    hyperparameters: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    run: object = None
+    note: str = ""
+
+
+def settings_for(step, quick):
+    defaults = TRAINING.get(step.model, DEFAULT_TRAINING) if isinstance(step.model, str) else DEFAULT_TRAINING
+    settings = {**defaults, **step.training}
+    if quick:
+        settings["epochs"] = QUICK_EPOCHS
+    return settings
+
+
+def run_step(step, dataset, settings, seed, verbose):
+    if step.run:
+        return step.run(step, dataset, settings, seed, verbose)
+    _, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
+    return result
+
+
+def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0):
+    """Train every step (or those named in `only`) with seeds 0..seeds-1; return the rows."""
+    datasets, rows = {}, []
+    for step in experiment.STEPS:
+        if only and step.name not in only:
+            continue
+        settings = settings_for(step, quick)
+        runs = []
+        for seed in range(seeds):
+            key = (json.dumps(step.data, sort_keys=True), seed)
+            if key not in datasets:  # the validation split depends on the seed
+                datasets[key] = load_dataset(experiment.DATASET, data_dir, seed=seed,
+                                             limit=QUICK_LIMIT if quick else None, **step.data)
+            start = time.perf_counter()
+            result = run_step(step, datasets[key], settings, seed, verbose)
+            result["seconds"] = round(time.perf_counter() - start, 1)
+            result.pop("history", None)
+            runs.append(result)
+            print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}", flush=True)
+        rows.append(summarise(step, runs))
+    return rows
+
+
+def summarise(step, runs):
+    accuracies = 100 * np.array([run["test_accuracy"] for run in runs])
+    measured = float(accuracies.mean())
+    return {
+        "step": step.name,
+        "published": step.published,
+        "published_on": step.published_on,
+        "measured": measured,
+        "std": float(accuracies.std()),
+        "difference": None if step.published is None else measured - step.published,
+        "epochs_run": float(np.mean([run["epochs_run"] for run in runs])),
+        "seconds": float(np.mean([run["seconds"] for run in runs])),
+        "seeds": len(runs),
+        "note": step.note,
+        "runs": runs,
+    }
+
+
+def table(rows):
+    """The results as a Markdown table (which also reads well in a terminal)."""
+    lines = ["| step | published | measured (test, mean ± std) | difference | epochs run | seconds | note |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        published = "-" if row["published"] is None else f"{row['published']:.2f}% ({row['published_on']})"
+        difference = "-" if row["difference"] is None else f"{row['difference']:+.2f}"
+        lines.append(f"| {row['step']} | {published} | {row['measured']:.2f}% ± {row['std']:.2f} "
+                     f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}) | {difference} | "
+                     f"{row['epochs_run']:.1f} | {row['seconds']:.0f} | {row['note']} |")
+    return "\n".join(lines)
+
+
+def write_report(folder, name, experiment, rows, command, device):
+    """results/NAME.json and results/NAME.md, both written atomically."""
+    about = {"experiment": name, "command": command, "backend": keras.backend.backend(),
+             "device": device, "date": time.strftime("%Y-%m-%d"), "keras": keras.__version__}
+    write_json(folder / f"{name}.json", {**about, "steps": rows})
+    markdown = (f"# {name}: {experiment.__doc__.strip().splitlines()[0]}\n\n"
+                f"Command: `{command}`  \nBackend: {about['backend']} (Keras {about['keras']}), "
+                f"device: {device}, date: {about['date']}\n\n{table(rows)}\n")
+    partial = folder / f".{name}.md.partial"
+    partial.write_text(markdown)
+    partial.replace(folder / f"{name}.md")
