@@ -44,7 +44,8 @@ def test_tutorial_settings_with_overrides():
 def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
     results, saved = tmp_path / "results.json", tmp_path / "models"
     main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "spark_finetuned", "--epochs", "2",
-               "--early-stopping", "--patience", "1", "--results", str(results), "--save", str(saved)])
+               "--early-stopping", "--patience", "1", "--results", str(results), "--save", str(saved),
+               "--checkpoints", str(tmp_path / "ck")])
     out = capsys.readouterr().out
     assert "backend tensorflow" in out or f"backend {keras.backend.backend()}" in out
     assert "Total params: 2,443,714" in out  # the summary comes before training
@@ -72,7 +73,7 @@ def test_same_seed_same_result(data_dir, tmp_path):
     runs = []
     for _ in range(2):
         main.main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--epochs", "1",
-                   "--results", str(tmp_path / "r.json")])
+                   "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
         runs.append(json.loads((tmp_path / "r.json").read_text())["models"][0])
     assert runs[0]["test_loss"] == runs[1]["test_loss"]
 
@@ -85,7 +86,7 @@ def test_end_to_end_on_real_data(dataset, model, tmp_path):
     results = tmp_path / "results.json"
     env = {**os.environ, "DATA_DIR": str(SHARED_DATA)}
     run = subprocess.run([sys.executable, "main.py", "--dataset", dataset, "--model", model, "--epochs", "1",
-                          "--limit", "400", "--results", str(results)],
+                          "--limit", "400", "--results", str(results), "--checkpoints", str(tmp_path / "ck")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
