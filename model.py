@@ -15,8 +15,9 @@ class RandomShift(layers.Layer):
     """Shift each training image by up to `factor` of its height and width, at random.
 
     The Spark tutorial's ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1),
-    done on the device inside the training step. A shift by a fraction of a pixel, with
-    linear interpolation, is a product with a banded matrix, so shifting a batch costs
+    done on the device inside the training step. Like that generator (Keras 2 resampled
+    with order=0), it moves images by whole pixels, so they stay as sharp as the test
+    images. A shift is a product with a shifted identity matrix, so shifting a batch costs
     two small batched matrix products: far cheaper than keras.layers.RandomTranslation's
     general affine transform. Pixels shifted in from outside are 0 (the background).
     """
@@ -30,8 +31,8 @@ class RandomShift(layers.Layer):
         if not training:
             return images
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        dy, dx = (self.factor * size * keras.random.uniform(
-            (batch,), -1, 1, seed=self.seed_generator) for size in (height, width))
+        dy, dx = (ops.round(self.factor * size * keras.random.uniform(  # nearest whole pixel
+            (batch,), -1, 1, seed=self.seed_generator)) for size in (height, width))
         rows, cols = shift_matrices(dy, height, images.dtype), shift_matrices(dx, width, images.dtype)
         images = ops.einsum("bij,bjwc->biwc", rows, images)  # move rows down by dy
         return ops.einsum("bkw,biwc->bikc", cols, images)  # move columns right by dx
