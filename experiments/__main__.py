@@ -34,6 +34,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, ...)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for NAME.json and NAME.md "
                         "(default: results/; --quick runs write NAME-quick.*)")
+    parser.add_argument("--plots", metavar="DIR", help="pictures of each step's first model (see plots.py), "
+                        "one folder per step")
     parser.add_argument("--verbose", action="store_true", help="model summaries and progress bars")
     args = parser.parse_args(argv)
     if not args.out.is_dir():
@@ -47,7 +49,7 @@ def main(argv=None):
     print(f"{args.name}: {experiment.__doc__.strip().splitlines()[0]} (on {device})")
     try:
         rows = run_experiment(experiment, args.seeds, args.quick, args.data_dir, args.steps,
-                              verbose=2 if args.verbose else 0)
+                              verbose=2 if args.verbose else 0, plots=args.plots)
     except DataError as error:
         sys.exit(f"error: {error}")
     print("\n" + table(rows))

@@ -5,8 +5,10 @@ file does the rest: load the data, train every step with every seed through
 train.train_and_evaluate, print the table, write it as JSON and Markdown.
 """
 import json
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -54,14 +56,18 @@ def settings_for(step, quick):
 
 
 def run_step(step, dataset, settings, seed, verbose):
+    """(the trained model, its results); a step with its own `run` gives no model back."""
     if step.run:
-        return step.run(step, dataset, settings, seed, verbose)
-    _, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
-    return result
+        return None, step.run(step, dataset, settings, seed, verbose)
+    return train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
 
 
-def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0):
-    """Train every step (or those named in `only`) with seeds 0..seeds-1; return the rows."""
+def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None):
+    """Train every step (or those named in `only`) with seeds 0..seeds-1; return the rows.
+
+    plots: a folder for the pictures of each step's seed-0 model (plots.py), one
+    subfolder per step; steps with their own `run` function have none.
+    """
     datasets, rows = {}, []
     for step in experiment.STEPS:
         if only and step.name not in only:
@@ -74,8 +80,12 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
                 datasets[key] = load_dataset(experiment.DATASET, data_dir, seed=seed,
                                              limit=QUICK_LIMIT if quick else None, **step.data)
             start = time.perf_counter()
-            result = run_step(step, datasets[key], settings, seed, verbose)
+            model, result = run_step(step, datasets[key], settings, seed, verbose)
             result["seconds"] = round(time.perf_counter() - start, 1)
+            if plots and seed == 0 and model is not None:
+                import plots as pictures  # matplotlib is only loaded when pictures are wanted
+                folder = Path(plots) / re.sub(r"[^A-Za-z0-9]+", "_", step.name).strip("_")
+                pictures.plot_all(folder, datasets[key], [result], [model])
             result.pop("history", None)
             runs.append(result)
             print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}", flush=True)

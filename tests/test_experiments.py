@@ -33,6 +33,15 @@ def test_models_have_the_published_parameter_counts(name):
         assert get_model(builder, (28, 28, 1), 10, **options).count_params() == count, builder
 
 
+@needs_data
+def test_plots_for_each_step(tmp_path):
+    main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ shifts (10%)",
+          "--out", str(tmp_path), "--plots", str(tmp_path / "plots"), "--data-dir", str(SHARED_DATA)])
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["baseline_CNN", "shifts_10"]
+    assert (tmp_path / "plots" / "shifts_10" / "mnist-spark_finetuned-augmentation.png").exists()
+    assert (tmp_path / "plots" / "baseline_CNN" / "mnist-learning_curves.png").exists()
+
+
 def test_unknown_step_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["spark", "--steps", "no such step", "--quick"])
