@@ -51,14 +51,18 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     model = get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
     if verbose:
         model.summary()
-    model.compile(optimizer=make_optimizer(settings), metrics=["accuracy"],
-                  loss=settings.get("loss", "sparse_categorical_crossentropy"))
+    loss = keras.losses.get(settings.get("loss", "sparse_categorical_crossentropy"))
+    # The loss once more as a metric: the data term alone, without the weight penalties
+    # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
+    # grows while the fit to the data improves is not overfitting.
+    model.compile(optimizer=make_optimizer(settings), loss=loss,
+                  metrics=["accuracy", keras.metrics.MeanMetricWrapper(loss, name="data_loss")])
 
     batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
     early_stopping = None
     if settings.get("patience"):
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings["patience"], restore_best_weights=True)
+            monitor="val_data_loss", patience=settings["patience"], restore_best_weights=True)
     checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
     if checkpoint.initial_epoch and verbose:
         print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
@@ -75,8 +79,8 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     epochs_run = len(checkpoint.history)
     # With early stopping the best epoch's weights are back in place: report that epoch.
     best = early_stopping.best_epoch if early_stopping else epochs_run - 1
-    val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
-    test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
+    val = model.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)
+    test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
     return model, {
         "name": name,
         "params": model.count_params(),
@@ -84,10 +88,10 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
         "best_epoch": best + 1,
         "train_seconds": round(train_seconds, 1),
         "train_accuracy": history["accuracy"][best],  # running mean while training
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "history": history,  # per epoch: loss, accuracy, val_loss, val_accuracy
+        "val_accuracy": val["accuracy"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "history": history,  # per epoch: loss, accuracy, data_loss, and the same for val_
     }
 
 
