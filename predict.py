@@ -111,7 +111,7 @@ def load_model(path, class_names):
         sys.exit(f"error: model file {path} not found (train and save one with: "
                  f"python main.py --save DIR, then pass DIR/NAME.keras)")
     try:
-        keras_model = keras.models.load_model(path)
+        keras_model = keras.models.load_model(path, compile=False)  # predicting needs no loss or metrics
     except Exception as error:  # not a zip, not a Keras model, an unknown layer, ...
         sys.exit(f"error: cannot load the model {path}: {error}")
     outputs = keras_model.output_shape[-1]

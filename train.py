@@ -55,14 +55,13 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     # The loss once more as a metric: the data term alone, without the weight penalties
     # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
     # grows while the fit to the data improves is not overfitting.
-    model.compile(optimizer=make_optimizer(settings), loss=loss,
-                  metrics=["accuracy", keras.metrics.MeanMetricWrapper(loss, name="data_loss")])
+    model.compile(optimizer=make_optimizer(settings), loss=loss, metrics=["accuracy", DataLoss(loss)])
 
     batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
     early_stopping = None
     if settings.get("patience"):
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_data_loss", patience=settings["patience"], restore_best_weights=True)
+            monitor="val_data_loss", mode="min", patience=settings["patience"], restore_best_weights=True)
     checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
     if checkpoint.initial_epoch and verbose:
         print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
@@ -93,6 +92,23 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
         "test_loss": test["loss"],
         "history": history,  # per epoch: loss, accuracy, data_loss, and the same for val_
     }
+
+
+@keras.saving.register_keras_serializable(package="improve_your_network")
+class DataLoss(keras.metrics.Mean):
+    """The mean of `loss` per image: the loss without any weight penalty (L2, ...)."""
+
+    def __init__(self, loss="sparse_categorical_crossentropy", name="data_loss", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.loss = keras.losses.get(loss)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_true.shape) == len(y_pred.shape) - 1 and y_pred.shape[-1] == 1:  # one sigmoid unit
+            y_true = keras.ops.expand_dims(y_true, -1)  # as compile() does for the loss itself
+        super().update_state(self.loss(y_true, y_pred), sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "loss": keras.losses.serialize(self.loss)}
 
 
 def make_optimizer(settings):
