@@ -265,9 +265,9 @@ def on_rotated_test_images(step, dataset, settings, seed, verbose):
     rng = np.random.default_rng([seed, 2])
     low, high = ROTATION
     angles = rng.uniform(low, high, len(dataset.x_test)) * rng.choice([-1, 1], len(dataset.x_test))
-    test_loss, test_accuracy = model.evaluate(rotated(dataset.x_test, angles), dataset.y_test, verbose=0)
+    rotated_test = model.evaluate(rotated(dataset.x_test, angles), dataset.y_test, verbose=0, return_dict=True)
     return {**result, "upright_test_accuracy": result["test_accuracy"], "upright_test_loss": result["test_loss"],
-            "test_accuracy": test_accuracy, "test_loss": test_loss}
+            "test_accuracy": rotated_test["accuracy"], "test_loss": rotated_test["loss"]}
 
 
 PUBLISHED_PARAMS = [(relu_512x2_dropout, {}, 669_706)]  # "This network has 669,706 parameters"
