@@ -265,36 +265,9 @@ def ladder_augmentation(input_shape, num_classes):
     fit_generator are gone from Keras 3: the same transforms are the model's first layer,
     active only while training.
     """
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        RandomAffine(**AUGMENTATION),
-        layers.Conv2D(7, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(7, (3, 3), activation="relu", padding="same"),
-        layers.MaxPooling2D(pool_size=(2, 2), strides=(2, 2)),
-        layers.BatchNormalization(),
-        layers.Dropout(0.1),
-        layers.Conv2D(14, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(14, (3, 3), activation="relu", padding="same"),
-        layers.MaxPooling2D(pool_size=(2, 2), strides=(2, 2)),
-        layers.BatchNormalization(),
-        layers.Dropout(0.2),
-        layers.Conv2D(28, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(28, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(28, (3, 3), activation="relu", padding="same"),
-        layers.MaxPooling2D(pool_size=(2, 2), strides=(2, 2)),
-        layers.BatchNormalization(),
-        layers.Dropout(0.3),
-        layers.Conv2D(56, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(56, (3, 3), activation="relu", padding="same"),
-        layers.Conv2D(56, (3, 3), activation="relu", padding="same"),
-        layers.MaxPooling2D(pool_size=(2, 2), strides=(2, 2)),
-        layers.BatchNormalization(),
-        layers.Dropout(0.4),
-        layers.Flatten(),
-        layers.Dense(100, activation="sigmoid"),
-        layers.Dropout(0.5),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="ladder_augmentation")
+    network = ladder_dropout(input_shape, num_classes)  # rung 9's layers, unchanged
+    return keras.Sequential([keras.Input(shape=input_shape), RandomAffine(**AUGMENTATION), *network.layers],
+                            name="ladder_augmentation")
 
 
 def ladder_annealing(input_shape, num_classes):
