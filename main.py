@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 import keras
 
 from data import CLASS_NAMES, DataError, load_dataset
-from model import MODELS, TRAINING, options
+from model import DEFAULT_TRAINING, MODELS, TRAINING, options
 from train import OPTIMIZERS, TrainingError, train_and_evaluate, write_json
 
 DEFAULT_DATASET = "mnist"
@@ -139,8 +139,7 @@ def parse_args(argv=None):
 
 def settings_for(name, args):
     """The tutorial's training settings for `name`, with the command line's overrides."""
-    settings = dict(TRAINING.get(name, {"optimizer": "adam", "learning_rate": 0.001,
-                                        "batch_size": 128, "epochs": 10}))
+    settings = dict(TRAINING.get(name, DEFAULT_TRAINING))
     for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)

@@ -127,6 +127,9 @@ MODELS = {
     "spark_finetuned": spark_finetuned,
 }
 
+# How a model trains when TRAINING has no entry for it.
+DEFAULT_TRAINING = dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=10)
+
 # How each tutorial trained its model; main.py's flags override any of these.
 # `patience` turns on early stopping on the validation loss, keeping the best weights.
 TRAINING = {

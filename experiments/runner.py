@@ -14,10 +14,9 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from model import TRAINING
+from model import DEFAULT_TRAINING, TRAINING
 from train import train_and_evaluate, write_json
 
-DEFAULT_TRAINING = dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=10)
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
 QUICK_EPOCHS = 1
 
