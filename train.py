@@ -236,11 +236,15 @@ def seed_states(model):
 
 
 def write_json(path, content):
-    """Write JSON to a temporary file, then rename it: never a half-written file."""
+    write_text(path, json.dumps(content, indent=2))
+
+
+def write_text(path, text):
+    """Write to a temporary file beside `path`, then rename it: never a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".partial", delete=False) as file:
         try:
-            json.dump(content, file, indent=2)
+            file.write(text)
         except BaseException:  # even Ctrl-C: leave nothing behind
             file.close()
             os.remove(file.name)

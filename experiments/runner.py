@@ -15,7 +15,7 @@ import numpy as np
 
 from data import load_dataset
 from model import DEFAULT_TRAINING, TRAINING
-from train import train_and_evaluate, write_json
+from train import train_and_evaluate, write_json, write_text
 
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
 QUICK_EPOCHS = 1
@@ -131,6 +131,4 @@ def write_report(folder, name, experiment, rows, command, device):
     markdown = (f"# {name}: {experiment.__doc__.strip().splitlines()[0]}\n\n"
                 f"Command: `{command}`  \nBackend: {about['backend']} (Keras {about['keras']}), "
                 f"device: {device}, date: {about['date']}\n\n{table(rows)}\n")
-    partial = folder / f".{name}.md.partial"
-    partial.write_text(markdown)
-    partial.replace(folder / f"{name}.md")
+    write_text(folder / f"{name}.md", markdown)
