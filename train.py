@@ -31,6 +31,7 @@ OPTIMIZERS = {
     "adamax": keras.optimizers.Adamax,
     "nadam": keras.optimizers.Nadam,
 }
+ONE_CYCLE_WARMUP = 0.2  # the fraction of a one-cycle run spent warming up
 
 
 class TrainingError(Exception):
@@ -44,7 +45,9 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     model: a name in model.MODELS, or a function (input_shape, num_classes, **hyperparameters).
     settings: optimizer (a name, or a function returning an optimizer), learning_rate,
         batch_size, epochs and, optionally, patience (early stopping), loss,
-        optimizer_options (e.g. momentum) and callbacks (functions returning callbacks).
+        label_smoothing (with integer labels), one_cycle (True: warm the learning rate up to
+        learning_rate, then anneal it to 0 by the last epoch), optimizer_options (e.g.
+        momentum) and callbacks (functions returning callbacks).
     """
     seed_everything(seed)
     name = model if isinstance(model, str) else model.__name__
@@ -52,12 +55,15 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     if verbose:
         model.summary()
     loss = keras.losses.get(settings.get("loss", "sparse_categorical_crossentropy"))
+    if settings.get("label_smoothing"):
+        loss = SmoothedCrossentropy(settings["label_smoothing"])
     # The loss once more as a metric: the data term alone, without the weight penalties
     # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
     # grows while the fit to the data improves is not overfitting.
-    model.compile(optimizer=make_optimizer(settings), loss=loss, metrics=["accuracy", DataLoss(loss)])
-
     batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
+    model.compile(optimizer=make_optimizer(settings, steps=settings["epochs"] * len(batches)),
+                  loss=loss, metrics=["accuracy", DataLoss(loss)])
+
     early_stopping = None
     if settings.get("patience"):
         early_stopping = keras.callbacks.EarlyStopping(
@@ -111,11 +117,34 @@ class DataLoss(keras.metrics.Mean):
         return {"name": self.name, "dtype": self.dtype, "loss": keras.losses.serialize(self.loss)}
 
 
-def make_optimizer(settings):
+@keras.saving.register_keras_serializable(package="improve_your_network")
+class SmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy against integer labels smoothed: 1 - smoothing + smoothing / classes for
+    the true class, smoothing / classes for the others. (Keras smooths one-hot labels only.)"""
+
+    def __init__(self, smoothing=0.1, name="smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing = smoothing
+
+    def call(self, y_true, y_pred):
+        y_true = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), y_pred.shape[-1])
+        return keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=self.smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "smoothing": self.smoothing}
+
+
+def make_optimizer(settings, steps):
+    """The optimizer `settings` ask for; `steps`: how many training steps the run will take."""
     optimizer = settings["optimizer"]
     if callable(optimizer):  # a fresh optimizer for every model, e.g. one with a schedule
         return optimizer()
-    return OPTIMIZERS[optimizer](learning_rate=settings["learning_rate"], **settings.get("optimizer_options", {}))
+    learning_rate = settings["learning_rate"]
+    if settings.get("one_cycle"):  # linear warm-up over the first 20% of the steps, cosine decay after
+        warmup = round(ONE_CYCLE_WARMUP * steps)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
+    return OPTIMIZERS[optimizer](learning_rate=learning_rate, **settings.get("optimizer_options", {}))
 
 
 def seed_everything(seed):

@@ -3,6 +3,7 @@
     python -m experiments spark                 # every step, 3 seeds, results/spark.md
     python -m experiments spark --seeds 1 --steps "baseline CNN" "+ L2"
     python -m experiments spark --quick         # a few hundred images, one epoch: a smoke test
+    python -m experiments speed --help          # the speed benchmark (experiments/speed.py)
 """
 import argparse
 import importlib
@@ -19,15 +20,20 @@ from data import DataError  # noqa: E402
 from experiments.runner import run_experiment, table, write_report  # noqa: E402
 from main import describe_device, positive_int  # noqa: E402
 
-# Every module here but the runner is an experiment.
+# Every module here but these is an experiment (a list of steps).
+NOT_EXPERIMENTS = ("runner", "speed", "__main__")
 EXPERIMENTS = sorted(module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)])
-                     if module.name not in ("runner", "__main__"))
+                     if module.name not in NOT_EXPERIMENTS)
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["speed"]:
+        from experiments import speed
+        return speed.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("name", choices=EXPERIMENTS, help="an experiment, or `speed` for the speed benchmark")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per step (default: 3)")
     parser.add_argument("--quick", action="store_true", help="a few hundred images and one epoch per step")
     parser.add_argument("--steps", nargs="+", metavar="STEP", help="run only these steps (by name)")
@@ -54,7 +60,7 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     print("\n" + table(rows))
     name = f"{args.name}-quick" if args.quick else args.name
-    command = "python -m experiments " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments " + shlex.join(argv)
     write_report(args.out, name, experiment, rows, command, device)
     print(f"\nWrote {args.out / name}.json and .md")
 

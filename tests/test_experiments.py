@@ -5,8 +5,9 @@ import json
 import pytest
 
 from conftest import SHARED_DATA
+from experiments import speed
 from experiments.__main__ import EXPERIMENTS, main
-from model import get_model
+from model import MODELS, get_model
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "MANIFEST.md").exists(), reason=f"no real data in {SHARED_DATA}")
 
@@ -46,3 +47,31 @@ def test_unknown_step_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["spark", "--steps", "no such step", "--quick"])
     assert "spark has no step no such step" in capsys.readouterr().err
+
+
+@needs_data
+def test_speed_benchmark_tiny_writes_its_table_and_json(tmp_path, capsys):
+    main(["speed", "--tiny", "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+    report = json.loads((tmp_path / "speed-tiny.json").read_text())
+    timed = [row["model"] for row in report["throughput"]]
+    assert set(MODELS) <= set(timed) and "spark_finetuned + augmentation" in timed
+    assert all(row["ms_per_step"] > 0 and row["ratio_to_reference"] > 0 for row in report["throughput"])
+    assert [(run["seed"], run["epochs"]) for run in report["runs"]] == [(0, 1)]
+    assert [row["target"] for row in report["time_to_accuracy"]] == speed.TARGETS
+    assert report["peak_memory_mib"]["at_end"]["host"] > 0
+    markdown = (tmp_path / "speed-tiny.md").read_text()
+    assert "## Throughput" in markdown and "| spark_finetuned + keras RandomTranslation |" in markdown
+    assert "## Time to accuracy: fast_cnn" in capsys.readouterr().out
+
+
+def test_time_to_accuracy_takes_each_seeds_cheapest_budget_that_reached_the_target():
+    runs = [{"seed": 0, "epochs": 2, "seconds": 10, "test_accuracy": 99.1},
+            {"seed": 0, "epochs": 4, "seconds": 20, "test_accuracy": 99.45},
+            {"seed": 1, "epochs": 2, "seconds": 11, "test_accuracy": 98.9},
+            {"seed": 1, "epochs": 4, "seconds": 21, "test_accuracy": 99.3},
+            {"seed": 2, "epochs": 2, "seconds": 12, "test_accuracy": 99.4},
+            {"seed": 2, "epochs": 4, "seconds": 22, "test_accuracy": 99.2}]
+    rows = {row["target"]: row for row in speed.summarise(runs)}
+    assert rows[99.0]["seconds_per_seed"] == [10, 21, 12] and rows[99.0]["median_seconds"] == 12
+    assert rows[99.4]["seconds_per_seed"] == [20, None, 12] and rows[99.4]["median_seconds"] == 20
+    assert rows[99.5]["reached"] == 0 and rows[99.5]["median_seconds"] is None

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -155,3 +156,22 @@ def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
     assert run.returncode == 1
     assert "error: spark_baseline: The loss became nan at epoch 1, batch " in run.stderr
     assert "Try a smaller learning rate" in run.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_smoothed_crossentropy_matches_keras_on_one_hot_labels():
+    y_pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    ours = train.SmoothedCrossentropy(0.1)(np.array([0, 1]), y_pred)
+    keras_own = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(3)[[0, 1]], y_pred)
+    assert np.isclose(float(ours), float(keras_own))
+    plain = keras.losses.SparseCategoricalCrossentropy()(np.array([0, 1]), y_pred)
+    assert not np.isclose(float(ours), float(plain))
+
+
+def test_one_cycle_warms_up_to_the_peak_then_anneals_to_zero():
+    optimizer = train.make_optimizer(dict(optimizer="adam", learning_rate=0.01, one_cycle=True), steps=100)
+    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    rate = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
+    assert np.allclose(rate[0], 0.001) and 0.001 < rate[1] < 0.01 and np.isclose(rate[2], 0.01)
+    assert 0 < rate[3] < 0.01 and rate[4] < 1e-6
+    constant = train.make_optimizer(dict(optimizer="adam", learning_rate=0.01), steps=100)
+    assert np.isclose(float(constant.learning_rate), 0.01)
