@@ -89,6 +89,13 @@ def positive_int(text):
     return value
 
 
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def positive_float(text):
     value = float(text)
     if not value > 0:
@@ -108,6 +115,8 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=positive_float, help="default: the tutorial's")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random shifts while training (models with an `augment` option only)")
+    parser.add_argument("--l2-lambda", type=non_negative_float, metavar="LAMBDA",
+                        help="L2 penalty on the weights, 0 for none (models with an `l2_lambda` option only)")
     parser.add_argument("--early-stopping", action=argparse.BooleanOptionalAction,
                         help="stop when the validation loss stops improving and keep the best weights "
                         "(default: on where the tutorial used it)")
@@ -130,10 +139,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
         parser.error(f"argument --results: the folder of {args.results} does not exist")
-    if args.augment is not None:
-        without = [name for name in args.model if "augment" not in options(name)]
-        if without:
-            parser.error(f"argument --augment: model {', '.join(without)} has no augmentation option")
+    for flag, option in (("--augment", "augment"), ("--l2-lambda", "l2_lambda")):
+        without = [name for name in args.model if option not in options(name)]
+        if getattr(args, option) is not None and without:
+            parser.error(f"argument {flag}: model {', '.join(without)} has no {option} option")
     return args
 
 
@@ -160,7 +169,8 @@ def main(argv=None):
     print(f"{args.dataset}: {len(dataset.x_train)} training, {len(dataset.x_val)} validation, "
           f"{len(dataset.x_test)} test images, from {dataset.source}")
 
-    hyperparameters = {} if args.augment is None else {"augment": args.augment}
+    hyperparameters = {option: getattr(args, option) for option in ("augment", "l2_lambda")
+                       if getattr(args, option) is not None}
     results, models = [], []
     for name in args.model:
         settings = settings_for(name, args)

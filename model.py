@@ -162,7 +162,7 @@ TRAINING = {
     "spark_baseline": dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=12),
     "spark_finetuned": dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=50, patience=5),
     # one_cycle: the learning rate warms up to its peak, then anneals to 0 by the last epoch.
-    "fast_cnn": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=8, one_cycle=True,
+    "fast_cnn": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=6, one_cycle=True,
                      label_smoothing=0.1),
 }
 

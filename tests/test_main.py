@@ -22,7 +22,9 @@ RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy"
     (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
-    (["--model", "l42_mlp", "--augment"], "argument --augment: model l42_mlp has no augmentation option"),
+    (["--model", "l42_mlp", "--augment"], "argument --augment: model l42_mlp has no augment option"),
+    (["--model", "spark_baseline", "--l2-lambda", "0"], "argument --l2-lambda: model spark_baseline has no l2_lambda option"),
+    (["--model", "spark_finetuned", "--l2-lambda", "-1"], "argument --l2-lambda: must be 0 or more, got -1"),
     (["--results", "/no/such/folder/r.json"], "argument --results: the folder of /no/such/folder/r.json"),
 ])
 def test_invalid_flags_are_named(flags, complaint, capsys):
