@@ -22,12 +22,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 import keras
 
 from data import CLASS_NAMES, DataError, load_dataset
-from model import DEFAULT_TRAINING, MODELS, TRAINING, options
+from model import MODELS, options, training_for
 from train import OPTIMIZERS, TrainingError, train_and_evaluate, write_json
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
 DEFAULT_PATIENCE = 5
+# Flags that set a model option, for the models that have it.
+OPTION_FLAGS = {"--augment": "augment", "--l2-lambda": "l2_lambda"}
 
 
 def describe_device():
@@ -139,7 +141,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
         parser.error(f"argument --results: the folder of {args.results} does not exist")
-    for flag, option in (("--augment", "augment"), ("--l2-lambda", "l2_lambda")):
+    for flag, option in OPTION_FLAGS.items():
         without = [name for name in args.model if option not in options(name)]
         if getattr(args, option) is not None and without:
             parser.error(f"argument {flag}: model {', '.join(without)} has no {option} option")
@@ -148,7 +150,7 @@ def parse_args(argv=None):
 
 def settings_for(name, args):
     """The tutorial's training settings for `name`, with the command line's overrides."""
-    settings = dict(TRAINING.get(name, DEFAULT_TRAINING))
+    settings = training_for(name)
     for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -169,7 +171,7 @@ def main(argv=None):
     print(f"{args.dataset}: {len(dataset.x_train)} training, {len(dataset.x_val)} validation, "
           f"{len(dataset.x_test)} test images, from {dataset.source}")
 
-    hyperparameters = {option: getattr(args, option) for option in ("augment", "l2_lambda")
+    hyperparameters = {option: getattr(args, option) for option in OPTION_FLAGS.values()
                        if getattr(args, option) is not None}
     results, models = [], []
     for name in args.model:

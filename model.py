@@ -167,6 +167,11 @@ TRAINING = {
 }
 
 
+def training_for(model):
+    """A copy of the settings `model` (a name or a builder) trains with: TRAINING's, else the default."""
+    return dict(TRAINING.get(model, DEFAULT_TRAINING))
+
+
 def get_model(model, input_shape, num_classes, **hyperparameters):
     """Build a model: a name in MODELS, or a builder function; `hyperparameters` are its options."""
     if isinstance(model, str) and model not in MODELS:

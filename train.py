@@ -57,10 +57,10 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     loss = keras.losses.get(settings.get("loss", "sparse_categorical_crossentropy"))
     if settings.get("label_smoothing"):
         loss = SmoothedCrossentropy(settings["label_smoothing"])
+    batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
     # The loss once more as a metric: the data term alone, without the weight penalties
     # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
     # grows while the fit to the data improves is not overfitting.
-    batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
     model.compile(optimizer=make_optimizer(settings, steps=settings["epochs"] * len(batches)),
                   loss=loss, metrics=["accuracy", DataLoss(loss)])
 

@@ -17,14 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, model.py, train.py
 
 from data import DataError  # noqa: E402
-from experiments.runner import run_experiment, table, write_report  # noqa: E402
+from experiments.runner import RESULTS, run_experiment, table, write_report  # noqa: E402
 from main import describe_device, positive_int  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
 NOT_EXPERIMENTS = ("runner", "speed", "__main__")
 EXPERIMENTS = sorted(module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)])
                      if module.name not in NOT_EXPERIMENTS)
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def main(argv=None):

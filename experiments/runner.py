@@ -14,9 +14,10 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from model import DEFAULT_TRAINING, TRAINING
+from model import training_for
 from train import train_and_evaluate, write_json, write_text
 
+RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
 QUICK_EPOCHS = 1
 
@@ -47,8 +48,7 @@ class Step:
 
 
 def settings_for(step, quick):
-    defaults = TRAINING.get(step.model, DEFAULT_TRAINING) if isinstance(step.model, str) else DEFAULT_TRAINING
-    settings = {**defaults, **step.training}
+    settings = {**training_for(step.model), **step.training}
     if quick:
         settings["epochs"] = QUICK_EPOCHS
     return settings

@@ -35,7 +35,8 @@ import numpy as np
 from data import DataError, load_dataset
 from experiments.ladder import ladder_augmentation, ladder_dropout
 from main import describe_device, positive_int
-from model import DEFAULT_TRAINING, MODELS, TRAINING, get_model, options
+from experiments.runner import RESULTS
+from model import MODELS, get_model, options, training_for
 from train import train_and_evaluate, write_json, write_text
 
 STEPS = 30  # training steps per timed epoch
@@ -44,7 +45,6 @@ BATCH_SIZE = 128  # for every throughput measurement, as the tutorials train
 RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
 TARGETS = [99.0, 99.4, 99.5, 99.6, 99.7]  # test accuracy, percent
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def main(argv):
@@ -80,7 +80,7 @@ def main(argv):
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
               "data_load_seconds": round(load_seconds, 1), "steps_timed": args.steps, "batch_size": BATCH_SIZE,
-              "throughput": throughput, "recipe": args.recipe, "recipe_settings": TRAINING.get(args.recipe),
+              "throughput": throughput, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
               "runs": runs, "time_to_accuracy": summarise(runs),
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
@@ -134,7 +134,7 @@ def measure(label, model, hyperparameters, dataset, steps):
                     x_val=dataset.x_val[:BATCH_SIZE], y_val=dataset.y_val[:BATCH_SIZE],  # one batch each:
                     x_test=dataset.x_test[:BATCH_SIZE], y_test=dataset.y_test[:BATCH_SIZE])  # barely timed
     timer = EpochTimer()
-    settings = {**TRAINING.get(model, DEFAULT_TRAINING), "batch_size": BATCH_SIZE, "epochs": 1 + REPEATS}
+    settings = {**training_for(model), "batch_size": BATCH_SIZE, "epochs": 1 + REPEATS}
     settings.pop("patience", None)
     train_and_evaluate(model, small, {**settings, "callbacks": [lambda: timer]}, hyperparameters=hyperparameters,
                        verbose=0)
@@ -157,7 +157,7 @@ def time_to_accuracy(recipe, dataset, budgets, seeds):
     runs = []
     for seed in range(seeds):
         for epochs in budgets:
-            settings = {**TRAINING.get(recipe, DEFAULT_TRAINING), "epochs": epochs}
+            settings = {**training_for(recipe), "epochs": epochs}
             start = time.perf_counter()
             _, result = train_and_evaluate(recipe, dataset, settings, seed, verbose=0)
             seconds = time.perf_counter() - start
