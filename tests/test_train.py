@@ -18,7 +18,8 @@ TINY_RUN = ["--model", "spark_finetuned", "--epochs", "4", "--batch-size", "16",
 BATCHES_PER_EPOCH = 6  # 90 training images in batches of 16
 
 # Runs main.py on the tests' tiny files (trusting their hashes) and, given a kill point,
-# arranges for the process to SIGKILL itself at that moment.
+# arranges for the process to SIGKILL itself at that moment ("interrupt": to Ctrl-C itself,
+# SIGINT, at the n-th batch, which a parent watching the output would send too late).
 LAUNCHER = """
 import json, os, signal, sys
 sys.path.insert(0, {root!r})
@@ -33,11 +34,11 @@ def after_n_calls(function):
             if where == "weights":  # half a weights file, as if killed while writing it
                 with open(args[1], "wb") as file:
                     file.write(b"half a file")
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGINT if where == "interrupt" else signal.SIGKILL)
         return function(*args, **kwargs)
     return counted
 
-if where == "batch":  # the n-th batch drawn, counting from the first epoch
+if where in ("batch", "interrupt"):  # the n-th batch drawn, counting from the first epoch
     train.ShuffledBatches.__getitem__ = after_n_calls(train.ShuffledBatches.__getitem__)
 elif where == "weights":  # while writing the n-th epoch's weights
     keras.Model.save_weights = after_n_calls(keras.Model.save_weights)
@@ -102,15 +103,9 @@ def test_ctrl_c_saves_and_says_how_to_resume(uninterrupted, tmp_path):
     data_dir, hashes, expected = uninterrupted
     args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
             "--results", str(tmp_path / "results.json")]
-    process = subprocess.Popen(launch(args, hashes), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    for line in process.stdout:
-        if line.startswith("Epoch 3/"):  # epochs 1 and 2 are done and saved
-            process.send_signal(signal.SIGINT)
-            break
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130
-    assert "Interrupted" in stderr and "run the same command again" in stderr
+    interrupted = run_main(args, hashes, ("interrupt", 2 * BATCHES_PER_EPOCH + 4))  # mid-epoch 3: 1 and 2 are saved
+    assert interrupted.returncode == 130
+    assert "Interrupted" in interrupted.stderr and "run the same command again" in interrupted.stderr
     resumed = run_main(args, hashes)
     assert "Resuming after epoch 2" in resumed.stdout
     assert comparable(tmp_path / "results.json") == expected
@@ -169,7 +164,7 @@ def test_smoothed_crossentropy_matches_keras_on_one_hot_labels():
 
 def test_one_cycle_warms_up_to_the_peak_then_anneals_to_zero():
     optimizer = train.make_optimizer(dict(optimizer="adam", learning_rate=0.01, one_cycle=True), steps=100)
-    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    schedule = optimizer._learning_rate  # the schedule itself: .learning_rate is its current value
     rate = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert np.allclose(rate[0], 0.001) and 0.001 < rate[1] < 0.01 and np.isclose(rate[2], 0.01)
     assert 0 < rate[3] < 0.01 and rate[4] < 1e-6
