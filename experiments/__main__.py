@@ -52,15 +52,18 @@ def main(argv=None):
 
     device = describe_device()
     print(f"{args.name}: {experiment.__doc__.strip().splitlines()[0]} (on {device})")
+    name = f"{args.name}-quick" if args.quick else args.name
+    command = "python -m experiments " + shlex.join(argv)
+    planned = len(set(args.steps)) if args.steps else len(experiment.STEPS)
+    rows = []
     try:
-        rows = run_experiment(experiment, args.seeds, args.quick, args.data_dir, args.steps,
-                              verbose=2 if args.verbose else 0, plots=args.plots)
+        for row in run_experiment(experiment, args.seeds, args.quick, args.data_dir, args.steps,
+                                  verbose=2 if args.verbose else 0, plots=args.plots):
+            rows.append(row)  # saved after every step: a stopped run keeps what it finished
+            write_report(args.out, name, experiment, rows, command, device, planned)
     except DataError as error:
         sys.exit(f"error: {error}")
     print("\n" + table(rows))
-    name = f"{args.name}-quick" if args.quick else args.name
-    command = "python -m experiments " + shlex.join(argv)
-    write_report(args.out, name, experiment, rows, command, device)
     print(f"\nWrote {args.out / name}.json and .md")
 
 

@@ -62,12 +62,15 @@ def run_step(step, dataset, settings, seed, verbose):
 
 
 def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None):
-    """Train every step (or those named in `only`) with seeds 0..seeds-1; return the rows.
+    """Train every step (or those named in `only`) with seeds 0..seeds-1, yielding each row.
+
+    A generator, so that a caller can save each step's row as soon as it is done: a long
+    run that is stopped keeps the steps it finished.
 
     plots: a folder for the pictures of each step's seed-0 model (plots.py), one
     subfolder per step; steps with their own `run` function have none.
     """
-    datasets, rows = {}, []
+    datasets = {}
     for step in experiment.STEPS:
         if only and step.name not in only:
             continue
@@ -87,9 +90,9 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
                 pictures.plot_all(folder, datasets[key], [result], [model])
             result.pop("history", None)
             runs.append(result)
-            print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}", flush=True)
-        rows.append(summarise(step, runs))
-    return rows
+            print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}, "
+                  f"{result['seconds']:.0f} s", flush=True)
+        yield summarise(step, runs)
 
 
 def summarise(step, runs):
@@ -123,12 +126,20 @@ def table(rows):
     return "\n".join(lines)
 
 
-def write_report(folder, name, experiment, rows, command, device):
-    """results/NAME.json and results/NAME.md, both written atomically."""
+def write_report(folder, name, experiment, rows, command, device, planned=None):
+    """results/NAME.json and results/NAME.md, both written atomically.
+
+    planned: how many steps the run will have; a report with fewer rows says it is partial.
+    """
     about = {"experiment": name, "command": command, "backend": keras.backend.backend(),
              "device": device, "date": time.strftime("%Y-%m-%d"), "keras": keras.__version__}
+    partial = planned is not None and len(rows) < planned
+    if partial:
+        about["partial"] = f"{len(rows)} of {planned} steps done"
     write_json(folder / f"{name}.json", {**about, "steps": rows})
     markdown = (f"# {name}: {experiment.__doc__.strip().splitlines()[0]}\n\n"
                 f"Command: `{command}`  \nBackend: {about['backend']} (Keras {about['keras']}), "
-                f"device: {device}, date: {about['date']}\n\n{table(rows)}\n")
+                f"device: {device}, date: {about['date']}\n\n"
+                + (f"**Partial: {about['partial']}** (the run was stopped or is still going).\n\n" if partial else "")
+                + f"{table(rows)}\n")
     write_text(folder / f"{name}.md", markdown)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import SHARED_DATA
-from experiments import speed
+from experiments import runner, speed
 from experiments.__main__ import EXPERIMENTS, main
 from model import MODELS, get_model
 
@@ -41,6 +41,27 @@ def test_plots_for_each_step(tmp_path):
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["baseline_CNN", "shifts_10"]
     assert (tmp_path / "plots" / "shifts_10" / "mnist-spark_finetuned-augmentation.png").exists()
     assert (tmp_path / "plots" / "baseline_CNN" / "mnist-learning_curves.png").exists()
+
+
+@needs_data
+def test_a_stopped_run_keeps_the_steps_it_finished(tmp_path, monkeypatch):
+    finished = []
+
+    def stop_at_the_second_step(step, *args, **kwargs):
+        if finished:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second step
+        finished.append(step.name)
+        return real_run_step(step, *args, **kwargs)
+
+    real_run_step = runner.run_step
+    monkeypatch.setattr(runner, "run_step", stop_at_the_second_step)
+    with pytest.raises(KeyboardInterrupt):
+        main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ L2 (1e-4)",
+              "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+    report = json.loads((tmp_path / "spark-quick.json").read_text())
+    assert [row["step"] for row in report["steps"]] == ["baseline CNN"]
+    assert report["partial"] == "1 of 2 steps done"
+    assert "**Partial: 1 of 2 steps done**" in (tmp_path / "spark-quick.md").read_text()
 
 
 def test_unknown_step_is_refused(capsys):
