@@ -1,19 +1,67 @@
-"""This project's fast recipe on MNIST, one technique taken out at a time.
+"""This project's fast recipe on MNIST, one technique taken out (or added) at a time.
 
 fast_cnn (model.py) with its TRAINING settings: 6 epochs of Adam with a one-cycle learning
-rate (peak 0.005), label smoothing 0.1 and random shifts of up to 10%. Each step below
-removes one of them, so the table shows what each buys and what it costs in seconds. No
-tutorial published these numbers.
+rate (peak 0.005), label smoothing 0.1 and random shifts of up to 10%. The first steps
+remove one of them each; the last two add test-time augmentation (the average prediction
+over the image and its four one-pixel shifts) and then a second network, so the table
+shows what each technique buys and what it costs in seconds. No tutorial published these
+numbers.
 
 Honesty: 54,000 training images, a 6,000-image validation split; nothing is chosen by the
 test set, which is scored once per trained model. Said plainly: the recipe's settings
 were fixed after a single trial run (8 epochs, seed 0), whose printout showed its test
 accuracy (99.67%) as well as its validation accuracy; it was then cut to 6 epochs to fit
-five CPU minutes. No other setting was tried.
+five CPU minutes. The test-time shifts (one pixel, four directions) and the two-network
+ensemble were fixed before any run of them. No other setting was tried.
 """
+import numpy as np
+
 from experiments.runner import Step
+from train import train_and_evaluate
 
 DATASET = "mnist"
+TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (down, right) in pixels: the image and 4 neighbours
+ENSEMBLE_SIZE = 2
+
+
+def shifted(images, down, right):
+    """The images moved `down` and `right` pixels (negative: up, left), black coming in at the edges."""
+    height, width = images.shape[1:3]
+    out = np.zeros_like(images)
+    out[:, max(down, 0):height + min(down, 0), max(right, 0):width + min(right, 0)] = \
+        images[:, max(-down, 0):height + min(-down, 0), max(-right, 0):width + min(-right, 0)]
+    return out
+
+
+def predict_with_tta(model, images):
+    """The mean of the model's predictions for the images and for each of their TTA_SHIFTS."""
+    return np.mean([model.predict(shifted(images, *shift), batch_size=1000, verbose=0)
+                    for shift in TTA_SHIFTS], axis=0)
+
+
+def accuracy(probabilities, labels):
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+
+
+def trained_with_tta(step, dataset, settings, seed, verbose):
+    """Train fast_cnn; score it with test-time augmentation (`test_accuracy`) and without."""
+    model, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
+    return {**result, "plain_test_accuracy": result["test_accuracy"],
+            "val_accuracy": accuracy(predict_with_tta(model, dataset.x_val), dataset.y_val),
+            "test_accuracy": accuracy(predict_with_tta(model, dataset.x_test), dataset.y_test)}
+
+
+def ensemble_with_tta(step, dataset, settings, seed, verbose):
+    """Train ENSEMBLE_SIZE networks (seeds n*seed, n*seed+1, ...) and average their TTA predictions."""
+    members = [train_and_evaluate(step.model, dataset, settings, member_seed, step.hyperparameters, verbose=verbose)
+               for member_seed in range(ENSEMBLE_SIZE * seed, ENSEMBLE_SIZE * (seed + 1))]
+    predict = lambda images: np.mean([predict_with_tta(model, images) for model, _ in members], axis=0)
+    return {**members[0][1],
+            "params": sum(result["params"] for _, result in members),
+            "member_test_accuracies": [result["test_accuracy"] for _, result in members],
+            "val_accuracy": accuracy(predict(dataset.x_val), dataset.y_val),
+            "test_accuracy": accuracy(predict(dataset.x_test), dataset.y_test)}
+
 
 STEPS = [
     Step("fast_cnn: one-cycle, label smoothing, shifts", "fast_cnn"),
@@ -21,4 +69,9 @@ STEPS = [
     Step("- label smoothing", "fast_cnn", training={"label_smoothing": 0}),
     Step("- one-cycle (Adam's constant 0.001 instead)", "fast_cnn",
          training={"one_cycle": False, "learning_rate": 0.001}),
+    Step("+ test-time augmentation (5 views)", "fast_cnn", run=trained_with_tta,
+         note="the mean prediction over the image and its 4 one-pixel shifts; plain_test_accuracy in the JSON"),
+    Step("+ 2 networks averaged (with TTA)", "fast_cnn", run=ensemble_with_tta,
+         note="two networks (seeds 2s and 2s+1) trained one after the other; each one's own accuracy "
+              "is member_test_accuracies in the JSON"),
 ]

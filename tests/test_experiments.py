@@ -2,10 +2,11 @@
 import importlib
 import json
 
+import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from experiments import runner, speed
+from experiments import fast, runner, speed
 from experiments.__main__ import EXPERIMENTS, main
 from model import MODELS, get_model
 
@@ -96,3 +97,11 @@ def test_time_to_accuracy_takes_each_seeds_cheapest_budget_that_reached_the_targ
     assert rows[99.0]["seconds_per_seed"] == [10, 21, 12] and rows[99.0]["median_seconds"] == 12
     assert rows[99.4]["seconds_per_seed"] == [20, None, 12] and rows[99.4]["median_seconds"] == 20
     assert rows[99.5]["reached"] == 0 and rows[99.5]["median_seconds"] is None
+
+
+def test_test_time_shifts_move_every_pixel_by_one_and_bring_in_black():
+    images = np.arange(2 * 4 * 5, dtype="float32").reshape(2, 4, 5, 1) + 1
+    down, left = fast.shifted(images, 1, 0), fast.shifted(images, 0, -1)
+    assert (down[:, 1:] == images[:, :-1]).all() and (down[:, 0] == 0).all()
+    assert (left[:, :, :-1] == images[:, :, 1:]).all() and (left[:, :, -1] == 0).all()
+    assert (fast.shifted(images, 0, 0) == images).all() and (0, 0) in fast.TTA_SHIFTS
