@@ -105,3 +105,15 @@ def test_test_time_shifts_move_every_pixel_by_one_and_bring_in_black():
     assert (down[:, 1:] == images[:, :-1]).all() and (down[:, 0] == 0).all()
     assert (left[:, :, :-1] == images[:, :, 1:]).all() and (left[:, :, -1] == 0).all()
     assert (fast.shifted(images, 0, 0) == images).all() and (0, 0) in fast.TTA_SHIFTS
+
+
+def test_a_published_validation_accuracy_is_compared_with_ours_on_validation():
+    runs = [{"val_accuracy": 0.90, "test_accuracy": 0.88, "epochs_run": 10, "seconds": 1.0},
+            {"val_accuracy": 0.92, "test_accuracy": 0.86, "epochs_run": 10, "seconds": 1.0}]
+    on_validation = runner.summarise(runner.Step("a", "l42_mlp", published=90.0, published_on="validation"), runs)
+    on_test = runner.summarise(runner.Step("b", "l42_mlp", published=90.0), runs)
+    assert on_validation["measured"] == pytest.approx(91.0) and on_validation["difference"] == pytest.approx(1.0)
+    assert on_test["measured"] == pytest.approx(87.0) and on_test["difference"] == pytest.approx(-3.0)
+    assert on_validation["test"] == on_test["test"] == pytest.approx(87.0)
+    assert "91.00% ± 1.00 (validation; test 87.00%; 2 seeds)" in runner.table([on_validation])
+    assert "87.00% ± 1.00 (test; 2 seeds)" in runner.table([on_test])
