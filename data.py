@@ -109,7 +109,7 @@ class Dataset:
 
 
 def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
-                 standardize=False, one_hot=False, limit=None):
+                 standardize=False, one_hot=False, limit=None, validation_first=False):
     """Load a dataset, split off a validation set and scale the pixels.
 
     validation_size: fraction of the training images held out for validation.
@@ -118,6 +118,8 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
         (SELU and "Beating MNIST" want this) instead of scaling to [0, 1].
     one_hot: one-hot labels (for MSE losses) instead of integers.
     limit: keep only the first `limit` training and test images (quick checks).
+    validation_first: hold out the first training images rather than a seeded random
+        choice, as the Géron notebook does (X_train_full[:5000]); `seed` then picks nothing.
     """
     if name not in CLASS_NAMES:
         raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(CLASS_NAMES)}.")
@@ -135,7 +137,7 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
     if limit:
         x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
 
-    order = np.random.default_rng(seed).permutation(len(x_train))
+    order = np.arange(len(x_train)) if validation_first else np.random.default_rng(seed).permutation(len(x_train))
     n_val = max(1, round(validation_size * len(x_train)))
     val, train = order[:n_val], order[n_val:]
 

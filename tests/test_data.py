@@ -52,6 +52,12 @@ def test_validation_split_is_seeded_and_carved_from_training_data(data_dir):
     assert all(labels_by_id[i] == i % 10 for i in labels_by_id)  # labels travel with their images
 
 
+def test_validation_first_holds_out_the_first_images_whatever_the_seed(data_dir):
+    for seed in (0, 1):
+        dataset = load_dataset("mnist", data_dir, seed=seed, validation_first=True)
+        assert list(image_ids(dataset.x_val)) == list(range(10))  # the Géron notebook's X_train_full[:5000]
+        assert sorted(image_ids(dataset.x_train)) == list(range(10, 100))
+
 def test_validation_size_and_limit(data_dir):
     dataset = load_dataset("mnist", data_dir, validation_size=0.25, limit=40)
     assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (30, 10, 30)
