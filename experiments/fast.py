@@ -46,7 +46,8 @@ def accuracy(probabilities, labels):
 def trained_with_tta(step, dataset, settings, seed, verbose):
     """Train fast_cnn; score it with test-time augmentation (`test_accuracy`) and without."""
     model, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
-    return {**result, "plain_test_accuracy": result["test_accuracy"],
+    plain = {"plain_test_accuracy": result.pop("test_accuracy"), "plain_test_loss": result.pop("test_loss")}
+    return {**result, **plain,
             "val_accuracy": accuracy(predict_with_tta(model, dataset.x_val), dataset.y_val),
             "test_accuracy": accuracy(predict_with_tta(model, dataset.x_test), dataset.y_test)}
 
@@ -56,7 +57,7 @@ def ensemble_with_tta(step, dataset, settings, seed, verbose):
     members = [train_and_evaluate(step.model, dataset, settings, member_seed, step.hyperparameters, verbose=verbose)
                for member_seed in range(ENSEMBLE_SIZE * seed, ENSEMBLE_SIZE * (seed + 1))]
     predict = lambda images: np.mean([predict_with_tta(model, images) for model, _ in members], axis=0)
-    return {**members[0][1],
+    return {**members[0][1], "test_loss": None,  # the averaged predictions' accuracy only
             "params": sum(result["params"] for _, result in members),
             "member_test_accuracies": [result["test_accuracy"] for _, result in members],
             "val_accuracy": accuracy(predict(dataset.x_val), dataset.y_val),
