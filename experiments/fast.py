@@ -16,7 +16,7 @@ ensemble were fixed before any run of them. No other setting was tried.
 """
 import numpy as np
 
-from experiments.runner import Step
+from experiments.runner import Step, accuracy
 from train import train_and_evaluate
 
 DATASET = "mnist"
@@ -37,10 +37,6 @@ def predict_with_tta(model, images):
     """The mean of the model's predictions for the images and for each of their TTA_SHIFTS."""
     return np.mean([model.predict(shifted(images, *shift), batch_size=1000, verbose=0)
                     for shift in TTA_SHIFTS], axis=0)
-
-
-def accuracy(probabilities, labels):
-    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
 def trained_with_tta(step, dataset, settings, seed, verbose):

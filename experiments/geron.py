@@ -14,8 +14,8 @@ sketches (code with no training run, or sections of the book it lacks) have no p
 number.
 
 Honesty: every model trains on 55,000 images and watches a 5,000-image validation split:
-the notebook's own, the first 5,000 training images (the same for every seed). No step uses early stopping: each trains the notebook's
-fixed number of epochs. Performance scheduling anneals the learning rate on the validation
+the notebook's own, the first 5,000 training images (the same for every seed). No step
+uses early stopping: each trains the notebook's fixed number of epochs. Performance scheduling anneals the learning rate on the validation
 loss only. The test set is scored once per trained model, after training; the one
 exception is Monte Carlo dropout, whose model is scored both ways (plain and averaged over
 100 stochastic passes), both reported, neither used to choose anything. Transfer learning
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from experiments.runner import Step
+from experiments.runner import Step, accuracy
 from train import ShuffledBatches, StopOnNaN, seed_everything, train_and_evaluate
 
 DATASET = "fashion"
@@ -319,7 +319,7 @@ def train_mc_dropout(step, dataset, settings, seed, verbose):
     probabilities = np.mean([keras.ops.convert_to_numpy(model(dataset.x_test, training=True))
                              for _ in range(MC_SAMPLES)], axis=0)
     result["plain_test_accuracy"] = result["test_accuracy"]  # the same model with dropout off
-    result["test_accuracy"] = float(np.mean(probabilities.argmax(axis=1) == dataset.y_test))
+    result["test_accuracy"] = accuracy(probabilities, dataset.y_test)
     losses = keras.losses.sparse_categorical_crossentropy(dataset.y_test, probabilities)
     result["test_loss"] = float(np.mean(keras.ops.convert_to_numpy(losses)))
     return result
