@@ -1,25 +1,29 @@
-"""Speed: how fast each model trains, and how soon the fast recipe reaches 99.0, 99.4, 99.5%.
+"""Speed: how fast each model trains, what its augmentation costs, and how soon the fast recipe reaches 99.5%.
 
     python -m experiments speed                 # everything: results/speed-cpu.md / speed-gpu.md
     python -m experiments speed --seeds 1 --budgets 4 8
     python -m experiments speed --tiny          # a few hundred images: a smoke test
 
-Three measurements on MNIST, in one process, for the backend and device it runs on:
+Four measurements on MNIST, in one process, for the backend and device it runs on:
 
 1. Throughput. For every model in model.MODELS: seconds per training step through this
    project's training loop (train.train_and_evaluate: its shuffled batches and callbacks),
    with and without augmentation, as a ratio to a plain reference: model.fit on in-memory
-   arrays, the same model without augmentation. Also the augmentations of the tutorials as
-   they would be written with Keras's stock layers (RandomTranslation for Spark's shifts)
-   or with this project's (RandomAffine for "Beating MNIST"), against the network they feed.
-   Each timing is the fastest of REPEATS epochs of STEPS steps, after one more epoch that
-   compiles: on a shared machine, the fastest is the one least disturbed.
-2. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
+   arrays, the same model without augmentation. Each timing is the fastest of REPEATS
+   epochs of STEPS steps, after one more epoch that compiles: on a shared machine, the
+   fastest is the one least disturbed.
+2. What each augmentation costs, as a share of a training step of the network it feeds:
+   this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"), and
+   Keras's stock RandomTranslation for comparison. The network with and without it train
+   one epoch each in turn, PAIRS times; each pair's ratio compares epochs a few seconds
+   apart, so a machine whose speed drifts (a shared CPU does, by up to 1.5x) slows both
+   alike. The median pair counts.
+3. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
    training run per epoch budget (the one-cycle schedule fits the budget), each scored on
    the test set once it is over. The time is the whole call: model building, compilation,
    training and scoring; loading the data is timed apart. The test set only reports: it
    stops nothing and chooses nothing. Median and range over the seeds.
-3. Peak memory: the process's resident set on the host; the device's, where the backend says.
+4. Peak memory: the process's resident set on the host; the device's, where the backend says.
 """
 import argparse
 import resource
@@ -41,6 +45,7 @@ from train import train_and_evaluate, write_json, write_text
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
+PAIRS = 7  # alternating epochs (with, without) per augmentation: the median ratio counts
 BATCH_SIZE = 128  # for every throughput measurement, as the tutorials train
 RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
@@ -75,12 +80,14 @@ def main(argv):
         sys.exit(f"error: {error}")
 
     throughput = [measure(name, builder, options, dataset, args.steps) for name, builder, options in contenders()]
+    costs = [augmentation_cost(*augmentation, dataset, args.steps, 2 if args.tiny else PAIRS)
+             for augmentation in augmentations()]
     memory_after_throughput = peak_memory()
     runs = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
-              "data_load_seconds": round(load_seconds, 1), "steps_timed": args.steps, "batch_size": BATCH_SIZE,
-              "throughput": throughput, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
+              "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train), "steps_timed": args.steps, "batch_size": BATCH_SIZE,
+              "throughput": throughput, "augmentation_cost": costs, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
               "runs": runs, "time_to_accuracy": summarise(runs),
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
@@ -92,18 +99,24 @@ def main(argv):
 
 
 def contenders():
-    """(label, model, hyperparameters) to time: each model, with its augmentation on and off;
-    Spark's shifts done by Keras's stock layer instead, for comparison; and the ladder's
-    network with and without its RandomAffine layer."""
+    """(label, model, hyperparameters) to time: each model, with its augmentation on and off."""
     for name in MODELS:
         if "augment" in options(name):
             yield f"{name} + augmentation", name, {"augment": True}
             yield name, name, {"augment": False}
         else:
             yield name, name, {}
-    yield "spark_finetuned + keras RandomTranslation", spark_finetuned_stock_shifts, {}
-    yield "ladder_dropout + RandomAffine (ladder_augmentation)", ladder_augmentation, {}
-    yield "ladder_dropout", ladder_dropout, {}
+
+
+def augmentations():
+    """(augmentation, the network it feeds, (model, hyperparameters) with it, and without it)."""
+    without_shifts = ("spark_finetuned", {"augment": False})
+    return [("RandomShift (model.py): Spark's shifts", "spark_finetuned", ("spark_finetuned", {}), without_shifts),
+            ("RandomShift (model.py)", "fast_cnn", ("fast_cnn", {}), ("fast_cnn", {"augment": False})),
+            ("RandomAffine (ladder.py): rotation, shear, zoom", "ladder_dropout", (ladder_augmentation, {}),
+             (ladder_dropout, {})),
+            ("keras.layers.RandomTranslation: Spark's shifts, stock", "spark_finetuned",
+             (spark_finetuned_stock_shifts, {}), without_shifts)]
 
 
 def spark_finetuned_stock_shifts(input_shape, num_classes):
@@ -120,7 +133,8 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):  # Keras has the epoch's metrics in hand: the device is done
+    def on_epoch_end(self, epoch, logs=None):
+        float(logs["loss"])  # waits for the device to finish the epoch (JAX dispatches asynchronously)
         self.seconds.append(time.perf_counter() - self.start)
 
     def fastest(self):
@@ -150,6 +164,29 @@ def measure(label, model, hyperparameters, dataset, steps):
            "seconds_per_epoch": ours * steps_per_epoch, "reference_ms_per_step": 1000 * reference,
            "ratio_to_reference": ours / reference}
     print(f"{label}: {row['ms_per_step']:.1f} ms/step, {row['ratio_to_reference']:.2f}x plain fit", flush=True)
+    return row
+
+
+def augmentation_cost(augmentation, network, with_it, without_it, dataset, steps, pairs):
+    """The augmentation's extra time per training step, as a share of the network's own step."""
+    images = steps * BATCH_SIZE
+    x, y = dataset.x_train[:images], dataset.y_train[:images]
+    models = []
+    for model, hyperparameters in (with_it, without_it):
+        models.append(get_model(model, dataset.input_shape, dataset.num_classes, **hyperparameters))
+        models[-1].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        models[-1].fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # compiles
+    timer, seconds = EpochTimer(), []
+    for _ in range(pairs):
+        for model in models:  # with, then without: side by side in time
+            model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, callbacks=[timer])
+            seconds.append(timer.seconds[0])
+    with_ms, without_ms = (1000 * np.array(seconds[i::2]) / steps for i in (0, 1))
+    row = {"augmentation": augmentation, "network": network, "pairs": pairs,
+           "ms_per_step_with": float(np.median(with_ms)), "ms_per_step_without": float(np.median(without_ms)),
+           "share": float(np.median(with_ms / without_ms)) - 1,
+           "share_range": [float(min(with_ms / without_ms)) - 1, float(max(with_ms / without_ms)) - 1]}
+    print(f"{augmentation} on {network}: {row['share']:+.0%} of a step", flush=True)
     return row
 
 
@@ -206,13 +243,23 @@ def render(report):
              f"batch size {report['batch_size']}, per row the fastest of {REPEATS} epochs of {report['steps_timed']} steps; "
              f"loading MNIST took {report['data_load_seconds']} s.", "",
              "## Throughput", "",
-             "| model | ms per step | steps per second | seconds per epoch (54,000 images) "
+             f"| model | ms per step | steps per second | seconds per epoch ({report['train_images']:,} images) "
              "| plain model.fit, no augmentation (ms per step) | ratio |",
              "| --- | --- | --- | --- | --- | --- |"]
     for row in report["throughput"]:
         lines.append(f"| {row['model']} | {row['ms_per_step']:.1f} | {row['steps_per_second']:.1f} | "
                      f"{row['seconds_per_epoch']:.1f} | {row['reference_ms_per_step']:.1f} | "
                      f"{row['ratio_to_reference']:.2f} |")
+    lines += ["", "## What augmentation costs", "",
+              f"Extra time per training step, as a share of the step of the network it feeds: the network "
+              f"with and without the augmentation trained one epoch each in turn, "
+              f"{report['augmentation_cost'][0]['pairs']} times; the median pair's ratio, and the range.", "",
+              "| augmentation | network | ms per step with it | without it | share of a step (median) | range |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in report["augmentation_cost"]:
+        low, high = row["share_range"]
+        lines.append(f"| {row['augmentation']} | {row['network']} | {row['ms_per_step_with']:.1f} | "
+                     f"{row['ms_per_step_without']:.1f} | {row['share']:+.0%} | {low:+.0%} to {high:+.0%} |")
     lines += ["", f"## Time to accuracy: {report['recipe']}, {report['recipe_settings']}", "",
               "| target (test) | median seconds | seconds per seed | seeds that reached it |",
               "| --- | --- | --- | --- |"]

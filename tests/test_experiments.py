@@ -82,7 +82,14 @@ def test_speed_benchmark_tiny_writes_its_table_and_json(tmp_path, capsys):
     assert [row["target"] for row in report["time_to_accuracy"]] == speed.TARGETS
     assert report["peak_memory_mib"]["at_end"]["host"] > 0
     markdown = (tmp_path / "speed-tiny.md").read_text()
-    assert "## Throughput" in markdown and "| spark_finetuned + keras RandomTranslation |" in markdown
+    costs = {(row["augmentation"].split()[0].rstrip(":"), row["network"]): row for row in report["augmentation_cost"]}
+    assert set(costs) == {("RandomShift", "spark_finetuned"), ("RandomShift", "fast_cnn"),
+                          ("RandomAffine", "ladder_dropout"), ("keras.layers.RandomTranslation", "spark_finetuned")}
+    for row in costs.values():
+        low, high = row["share_range"]
+        assert row["ms_per_step_with"] > 0 and row["ms_per_step_without"] > 0 and low <= row["share"] <= high
+    assert "## Throughput" in markdown and "## What augmentation costs" in markdown
+    assert "| keras.layers.RandomTranslation: Spark's shifts, stock | spark_finetuned |" in markdown
     assert "## Time to accuracy: fast_cnn" in capsys.readouterr().out
 
 
