@@ -28,7 +28,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from skimage.transform import rotate
 
-from model import RandomShift
+from model import RandomAffine, RandomShift
 
 DPI = 100  # pixels per inch of the PNG files
 ROBUSTNESS_IMAGES = 1000  # the first N test images: the rotation curves take seconds, not minutes
@@ -42,7 +42,7 @@ PREDICT_BATCH = 256
 RIGHT, WRONG = "tab:green", "tab:red"
 DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "notmnist": "notMNIST"}
 # Layers that change training images at random (and do nothing at inference).
-AUGMENTATION_LAYERS = (RandomShift, layers.RandomTranslation, layers.RandomRotation,
+AUGMENTATION_LAYERS = (RandomShift, RandomAffine, layers.RandomTranslation, layers.RandomRotation,
                        layers.RandomZoom, layers.RandomFlip, layers.RandomContrast)
 
 
@@ -256,13 +256,16 @@ def augment(augmenters, images, draws=AUGMENTED_DRAWS):
 
 
 def plot_augmentation(originals, augmented, title, path):
-    """Originals in the top row; below, one row per augmented draw of the same images."""
+    """Originals in the top row; below, one row per augmented draw of the same images.
+
+    Drawn on the originals' scale, so standardised images look like the others."""
     rows = [originals, *augmented]
+    value_range = (float(np.min(originals)), float(np.max(originals)))
     figure = Figure(figsize=(1.2 * len(originals) + 1.2, 1.3 * len(rows) + 0.7), layout="constrained")
     axes = figure.subplots(len(rows), len(originals), squeeze=False)
     for r, (row, batch) in enumerate(zip(axes, rows)):
         for ax, image in zip(row, batch):
-            draw_image(ax, image)
+            draw_image(ax, image, value_range=value_range)
         row[0].text(-0.1, 0.5, "original" if r == 0 else f"augmented\n(draw {r})", transform=row[0].transAxes,
                     ha="right", va="center")
     figure.suptitle(title)
@@ -301,9 +304,9 @@ def plot_robustness(angles, accuracies, names, title, path):
 
 # --- Helpers ---------------------------------------------------------------------------
 
-def draw_image(ax, image, caption=None, colour="black"):
-    """One greyscale image, 0 black and 1 white, without ticks, with an optional caption."""
-    ax.imshow(np.squeeze(image), cmap="gray", vmin=0, vmax=1)
+def draw_image(ax, image, caption=None, colour="black", value_range=(0, 1)):
+    """One greyscale image, value_range from black to white, without ticks, with an optional caption."""
+    ax.imshow(np.squeeze(image), cmap="gray", vmin=value_range[0], vmax=value_range[1])
     ax.set_axis_off()
     if caption:
         ax.set_title(caption, fontsize="small", color=colour)

@@ -23,6 +23,7 @@ import numpy as np
 from keras import layers, ops
 
 from experiments.runner import Step
+from model import RandomAffine
 from train import train_and_evaluate
 
 DATASET = "mnist"
@@ -42,64 +43,6 @@ ENSEMBLE_SIZE = 3  # networks averaged in rung 12; the seed names no number
 PSEUDO_LABEL_FRACTION = 0.25  # of the training split, unlabelled: 1/4 of each batch is pseudo-labelled
 LEAKY = "test (leaky)"
 LEAK = "leaky: the seed validated on the test set"
-
-
-@keras.saving.register_keras_serializable(package="improve_your_network")
-class RandomAffine(layers.Layer):
-    """Rotate, shear and zoom each training image at random, as Keras 1's ImageDataGenerator did.
-
-    rotation: degrees; shear: radians; zoom: each axis is scaled by a factor in
-    [1 - zoom, 1 + zoom], drawn separately. One affine map per image (rotation @ shear @
-    zoom about the centre, as Keras 1 composed them) gives the source of every output
-    pixel, read by bilinear interpolation from its four neighbours (Keras 1 took the
-    nearest one): four gathers per batch, on the device, far cheaper than chaining
-    keras.layers.RandomRotation, RandomShear and RandomZoom. Pixels from outside the image
-    take the nearest edge pixel (Keras 1's default fill_mode="nearest"), which is right for
-    standardised images too.
-    """
-
-    def __init__(self, rotation=10, shear=0.1, zoom=0.1, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.rotation, self.shear, self.zoom, self.seed = rotation, shear, zoom, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=None):
-        if not training:
-            return images
-        batch, height, width, channels = ops.shape(images)[0], *images.shape[1:]
-        def uniform(low, high):
-            return keras.random.uniform((batch, 1), low, high, seed=self.seed_generator)
-        angle = uniform(-1.0, 1.0) * self.rotation * np.pi / 180
-        shear = uniform(-self.shear, self.shear)
-        zoom_rows, zoom_cols = uniform(1 - self.zoom, 1 + self.zoom), uniform(1 - self.zoom, 1 + self.zoom)
-
-        # Output pixel (row, col), relative to the centre, reads the source pixel matrix @ (row, col).
-        centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
-        rows, cols = np.meshgrid(np.arange(height) - centre_row, np.arange(width) - centre_col, indexing="ij")
-        rows, cols = (ops.convert_to_tensor(x.reshape(1, -1), "float32") for x in (rows, cols))
-        source_row = zoom_rows * ops.cos(angle) * rows - zoom_cols * ops.sin(angle + shear) * cols + centre_row
-        source_col = zoom_rows * ops.sin(angle) * rows + zoom_cols * ops.cos(angle + shear) * cols + centre_col
-        source_row, source_col = ops.clip(source_row, 0, height - 1), ops.clip(source_col, 0, width - 1)
-
-        row_0, col_0 = ops.floor(source_row), ops.floor(source_col)
-        row_weight, col_weight = (source_row - row_0)[..., None], (source_col - col_0)[..., None]
-        row_0, col_0 = ops.cast(row_0, "int32"), ops.cast(col_0, "int32")
-        row_1, col_1 = ops.minimum(row_0 + 1, height - 1), ops.minimum(col_0 + 1, width - 1)
-        pixels = ops.reshape(ops.cast(images, "float32"), (batch, height * width, channels))
-        def at(row, col):
-            index = ops.broadcast_to((row * width + col)[..., None], (batch, height * width, channels))
-            return ops.take_along_axis(pixels, index, axis=1)
-        top = at(row_0, col_0) * (1 - col_weight) + at(row_0, col_1) * col_weight
-        bottom = at(row_1, col_0) * (1 - col_weight) + at(row_1, col_1) * col_weight
-        out = top * (1 - row_weight) + bottom * row_weight
-        return ops.cast(ops.reshape(out, (batch, height, width, channels)), images.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "rotation": self.rotation, "shear": self.shear,
-                "zoom": self.zoom, "seed": self.seed}
 
 
 # --- The 13 models, as the notebook writes them (Theano's channels-first -> channels-last) ---

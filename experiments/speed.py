@@ -113,7 +113,7 @@ def augmentations():
     without_shifts = ("spark_finetuned", {"augment": False})
     return [("RandomShift (model.py): Spark's shifts", "spark_finetuned", ("spark_finetuned", {}), without_shifts),
             ("RandomShift (model.py)", "fast_cnn", ("fast_cnn", {}), ("fast_cnn", {"augment": False})),
-            ("RandomAffine (ladder.py): rotation, shear, zoom", "ladder_dropout", (ladder_augmentation, {}),
+            ("RandomAffine (model.py): rotation, shear, zoom", "ladder_dropout", (ladder_augmentation, {}),
              (ladder_dropout, {})),
             ("keras.layers.RandomTranslation: Spark's shifts, stock", "spark_finetuned",
              (spark_finetuned_stock_shifts, {}), without_shifts)]

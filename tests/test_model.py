@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from model import MODELS, RandomShift, get_model, shift_matrices
+from model import MODELS, RandomAffine, RandomShift, affine_transform, get_model, shift_matrices
 
 # None of seeds 000/001 prints a summary, so these counts are worked out from the layer
 # shapes the seeds give (e.g. baseline: 320 + 9,248 + 802,944 + 1,290; fine-tuned adds
@@ -101,3 +101,43 @@ def test_saved_model_with_augmentation_loads_back(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5, atol=1e-6)
     assert isinstance(loaded.layers[1], RandomShift) and loaded.layers[1].factor == 0.1
+
+
+def test_affine_transform_is_scipy_affine_transform_with_bilinear_edges():
+    """Keras 1's ImageDataGenerator resampled with scipy.ndimage.affine_transform: so does our map."""
+    from scipy import ndimage
+    images = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    angle, shear, zoom_rows, zoom_cols = (np.array([[v] for v in values], "float32") for values in
+                                          ([0.17, -0.1, 0.0], [0.1, 0.0, -0.05], [1.1, 0.9, 1.0], [0.95, 1.0, 1.08]))
+    moved = keras.ops.convert_to_numpy(affine_transform(images, angle, shear, zoom_rows, zoom_cols))
+    centre = np.array([13.5, 13.5])
+    for i in range(3):
+        a, s = angle[i, 0], shear[i, 0]
+        matrix = np.array([[np.cos(a), -np.sin(a + s)], [np.sin(a), np.cos(a + s)]]) @ np.diag([zoom_rows[i, 0], zoom_cols[i, 0]])
+        expected = ndimage.affine_transform(images[i, ..., 0], matrix, offset=centre - matrix @ centre,
+                                            order=1, mode="nearest")  # output[o] = input[matrix @ o + offset]
+        np.testing.assert_allclose(moved[i, ..., 0], expected, atol=1e-4)
+
+
+def test_affine_transform_with_no_change_is_the_identity():
+    images = np.random.rand(2, 28, 28, 1).astype("float32")
+    zeros, ones = np.zeros((2, 1), "float32"), np.ones((2, 1), "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(affine_transform(images, zeros, zeros, ones, ones)),
+                               images, atol=1e-6)
+
+
+def test_random_affine_rotates_within_ten_degrees_and_zooms_within_ten_percent():
+    images = np.zeros((2000, 28, 28, 1), "float32")
+    images[:, 13:15, 21:23, 0] = 1.0  # a dot 8 pixels right of the centre (13.5, 13.5)
+    moved = keras.ops.convert_to_numpy(RandomAffine(rotation=10, shear=0.1, zoom=0.1, seed=1)(images, training=True))
+    weights = moved[..., 0].reshape(2000, -1)
+    rows, cols = np.unravel_index(np.arange(28 * 28), (28, 28))
+    row = weights @ rows / weights.sum(axis=1) - 13.5  # where the dot landed, relative to the centre
+    col = weights @ cols / weights.sum(axis=1) - 13.5
+    angle, radius = np.degrees(np.arctan2(row, col)), np.hypot(row, col)
+    # Rotation (10 degrees), shear (0.1 rad) and zoom (10%) together turn the dot by at most 18.6
+    # degrees and leave it 7.2 to 9.1 pixels from the centre (the corners of the parameter box).
+    assert 9 < np.abs(angle).max() < 19 and angle.std() > 3 and abs(angle.mean()) < 0.5
+    assert 7.2 - 0.3 < radius.min() and radius.max() < 9.1 + 0.3 and radius.std() > 0.3
+    assert abs(np.corrcoef(angle, radius)[0, 1]) < 0.1  # turning and zooming are drawn independently
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomAffine()(images[:4])), images[:4])  # not at inference

@@ -191,3 +191,18 @@ def test_an_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
                                    ["one"], [1], "new", tmp_path / "lc.png")
     assert (tmp_path / "lc.png").read_bytes() == before  # the old picture, whole
     assert os.listdir(tmp_path) == ["lc.png"]  # and no temporary file
+
+
+def test_affine_augmentation_is_found_and_drawn_on_the_images_scale(tmp_path, monkeypatch):
+    from experiments.ladder import ladder_augmentation
+    layers = plots.augmentation_layers(ladder_augmentation((28, 28, 1), 10))
+    assert [type(layer).__name__ for layer in layers] == ["RandomAffine"]
+    standardised = (np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32") - 0.13) / 0.31
+    augmented = plots.augment(layers, standardised, draws=2)
+    assert not np.allclose(augmented[0], standardised)
+    plots.plot_augmentation(standardised, augmented, "MNIST, standardised", tmp_path / "a.png")
+    assert_png(tmp_path / "a.png")
+    ranges = []  # black and white are the originals' darkest and brightest values, not 0 and 1
+    monkeypatch.setattr(plots, "draw_image", lambda *args, value_range=(0, 1), **kwargs: ranges.append(value_range))
+    plots.plot_augmentation(standardised, augmented, "MNIST, standardised", tmp_path / "b.png")
+    assert ranges == [(float(standardised.min()), float(standardised.max()))] * 12
