@@ -182,6 +182,12 @@ class ShuffledBatches(keras.utils.PyDataset):
 class StopOnNaN(keras.callbacks.Callback):
     """Stop at the first batch whose loss is NaN or infinite, rather than train a broken model."""
 
+    # On JAX and PyTorch, Keras hands batch-end callbacks to a thread so the next step can be
+    # queued on the device meanwhile; any callback that reads every batch's logs turns that off
+    # unless it says it is safe. This one is: it only reads, and its error still reaches fit()
+    # (a step or two later) with the batch it names.
+    async_safe = True
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
