@@ -190,16 +190,19 @@ def spark_finetuned(input_shape, num_classes, l2_lambda=1e-4, he_init=True, batc
     return keras.Model(inputs=inp, outputs=out, name="spark_finetuned")
 
 
-def fast_cnn(input_shape, num_classes, width=32, augment=True):
+def fast_cnn(input_shape, num_classes, width=32, augment=True, batch_norm=True):
     """This project's fast recipe (from no tutorial): the most accuracy per second of training.
 
     A small VGG-style CNN: 3x3 convolutions, each followed by batch norm, with max pooling
     halving the image three times, and the Spark tutorial's random shifts. Where the time
     goes: the first convolution is narrow because it sees 28x28 pixels; the widths double as
     the image shrinks. TRAINING adds a one-cycle learning rate and label smoothing.
+    batch_norm=False (plain ReLU convolutions) is for the ablation in experiments/fast.py.
     Its test accuracy and time to accuracy: `python -m experiments speed` (results/speed-*.md).
     """
     def conv_bn(x, filters):
+        if not batch_norm:
+            return layers.Conv2D(filters, (3, 3), padding="same", activation="relu")(x)
         x = layers.Conv2D(filters, (3, 3), padding="same", use_bias=False)(x)  # batch norm adds the bias
         return layers.ReLU()(layers.BatchNormalization()(x))
 

@@ -1,18 +1,19 @@
 """This project's fast recipe on MNIST, one technique taken out (or added) at a time.
 
 fast_cnn (model.py) with its TRAINING settings: 6 epochs of Adam with a one-cycle learning
-rate (peak 0.005), label smoothing 0.1 and random shifts of up to 10%. The first steps
-remove one of them each; the last two add test-time augmentation (the average prediction
-over the image and its four one-pixel shifts) and then a second network, so the table
-shows what each technique buys and what it costs in seconds. No tutorial published these
-numbers.
+rate (peak 0.005), label smoothing 0.1, batch norm after every convolution and random
+shifts of up to 10%. The first steps remove one of them each; the last two add test-time
+augmentation (the average prediction over the image and its four one-pixel shifts) and
+then a second network, so the table shows what each technique buys and what it costs in
+seconds. No tutorial published these numbers.
 
 Honesty: 54,000 training images, a 6,000-image validation split; nothing is chosen by the
 test set, which is scored once per trained model. Said plainly: the recipe's settings
 were fixed after a single trial run (8 epochs, seed 0), whose printout showed its test
 accuracy (99.67%) as well as its validation accuracy; it was then cut to 6 epochs to fit
 five CPU minutes. The test-time shifts (one pixel, four directions) and the two-network
-ensemble were fixed before any run of them. No other setting was tried.
+ensemble were fixed before any run of them. No other setting was tried; the steps that
+take a technique out keep every other setting, the peak learning rate included.
 """
 import numpy as np
 
@@ -61,9 +62,10 @@ def ensemble_with_tta(step, dataset, settings, seed, verbose):
 
 
 STEPS = [
-    Step("fast_cnn: one-cycle, label smoothing, shifts", "fast_cnn"),
+    Step("fast_cnn: one-cycle, label smoothing, batch norm, shifts", "fast_cnn"),
     Step("- shifts", "fast_cnn", hyperparameters={"augment": False}),
     Step("- label smoothing", "fast_cnn", training={"label_smoothing": 0}),
+    Step("- batch norm", "fast_cnn", hyperparameters={"batch_norm": False}),
     Step("- one-cycle (Adam's constant 0.001 instead)", "fast_cnn",
          training={"one_cycle": False, "learning_rate": 0.001}),
     Step("+ test-time augmentation (5 views)", "fast_cnn", run=trained_with_tta,

@@ -141,3 +141,10 @@ def test_random_affine_rotates_within_ten_degrees_and_zooms_within_ten_percent()
     assert 7.2 - 0.3 < radius.min() and radius.max() < 9.1 + 0.3 and radius.std() > 0.3
     assert abs(np.corrcoef(angle, radius)[0, 1]) < 0.1  # turning and zooming are drawn independently
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomAffine()(images[:4])), images[:4])  # not at inference
+
+
+def test_fast_cnn_without_batch_norm_has_plain_relu_convolutions():
+    kinds = lambda model: [type(layer).__name__ for layer in model.layers]
+    with_bn, without = get_model("fast_cnn", (28, 28, 1), 10), get_model("fast_cnn", (28, 28, 1), 10, batch_norm=False)
+    assert kinds(with_bn).count("BatchNormalization") == 4 and "BatchNormalization" not in kinds(without)
+    assert kinds(without).count("Conv2D") == 4 and all(layer.use_bias for layer in without.layers if hasattr(layer, "use_bias"))
