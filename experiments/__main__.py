@@ -3,6 +3,7 @@
     python -m experiments spark                 # every step, 3 seeds, results/spark.md
     python -m experiments spark --seeds 1 --steps "baseline CNN" "+ L2"
     python -m experiments spark --quick         # a few hundred images, one epoch: a smoke test
+    python -m experiments spark                 # again after a stop: carries on after the last finished step
     python -m experiments speed --help          # the speed benchmark (experiments/speed.py)
 """
 import argparse
@@ -17,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, model.py, train.py
 
 from data import DataError  # noqa: E402
-from experiments.runner import RESULTS, run_experiment, table, write_report  # noqa: E402
+from experiments.runner import RESULTS, finished_rows, run_experiment, table, write_report  # noqa: E402
 from main import describe_device, positive_int  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
@@ -42,6 +43,8 @@ def main(argv=None):
     parser.add_argument("--plots", metavar="DIR", help="pictures of each step's first model (see plots.py), "
                         "one folder per step")
     parser.add_argument("--verbose", action="store_true", help="model summaries and progress bars")
+    parser.add_argument("--fresh", action="store_true", help="run every step, even where an earlier run of "
+                        "the same command that was stopped has finished some")
     args = parser.parse_args(argv)
     if not args.out.is_dir():
         parser.error(f"argument --out: {args.out} is not a folder")
@@ -53,16 +56,22 @@ def main(argv=None):
     device = describe_device()
     print(f"{args.name}: {experiment.__doc__.strip().splitlines()[0]} (on {device})")
     name = f"{args.name}-quick" if args.quick else args.name
-    command = "python -m experiments " + shlex.join(argv)
-    planned = len(set(args.steps)) if args.steps else len(experiment.STEPS)
-    rows = []
+    command = "python -m experiments " + shlex.join(arg for arg in argv if arg != "--fresh")
+    wanted = [step.name for step in experiment.STEPS if not args.steps or step.name in args.steps]
+    # The same command, stopped part-way on this machine: keep the steps it finished.
+    rows = [] if args.fresh else finished_rows(args.out / f"{name}.json", command, device)
+    if rows:
+        print(f"Carrying on: {len(rows)} of {len(wanted)} steps are done in {args.out / name}.json "
+              f"(--fresh runs them again)")
+    remaining = [step for step in wanted if step not in {row["step"] for row in rows}]
     try:
-        for row in run_experiment(experiment, args.seeds, args.quick, args.data_dir, args.steps,
+        for row in run_experiment(experiment, args.seeds, args.quick, args.data_dir, remaining,
                                   verbose=2 if args.verbose else 0, plots=args.plots):
             rows.append(row)  # saved after every step: a stopped run keeps what it finished
-            write_report(args.out, name, experiment, rows, command, device, planned)
+            write_report(args.out, name, experiment, rows, command, device, len(wanted))
     except DataError as error:
         sys.exit(f"error: {error}")
+    write_report(args.out, name, experiment, rows, command, device, len(wanted))  # also when none was left
     print("\n" + table(rows))
     print(f"\nWrote {args.out / name}.json and .md")
 

@@ -62,7 +62,7 @@ def run_step(step, dataset, settings, seed, verbose):
 
 
 def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None):
-    """Train every step (or those named in `only`) with seeds 0..seeds-1, yielding each row.
+    """Train every step (or only those named in `only`) with seeds 0..seeds-1, yielding each row.
 
     A generator, so that a caller can save each step's row as soon as it is done: a long
     run that is stopped keeps the steps it finished.
@@ -72,7 +72,7 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
     """
     datasets = {}
     for step in experiment.STEPS:
-        if only and step.name not in only:
+        if only is not None and step.name not in only:
             continue
         settings = settings_for(step, quick)
         runs = []
@@ -137,6 +137,18 @@ def table(rows):
                      f"({on}; {row['seeds']} seed{'s' * (row['seeds'] > 1)}) | {difference} | "
                      f"{row['epochs_run']:.1f} | {row['seconds']:.0f} | {row['note']} |")
     return "\n".join(lines)
+
+
+def finished_rows(path, command, device):
+    """The rows in the report at `path` if it is a partial one, written by the same command
+    with the same backend and device: the steps that need not run again. Else none."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    same_run = (report.get("command"), report.get("backend"), report.get("device")) == \
+        (command, keras.backend.backend(), device)
+    return report["steps"] if same_run and report.get("partial") else []
 
 
 def write_report(folder, name, experiment, rows, command, device, planned=None):

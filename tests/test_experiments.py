@@ -45,24 +45,38 @@ def test_plots_for_each_step(tmp_path):
 
 
 @needs_data
-def test_a_stopped_run_keeps_the_steps_it_finished(tmp_path, monkeypatch):
-    finished = []
+def test_a_stopped_run_keeps_the_steps_it_finished_and_the_same_command_carries_on(tmp_path, monkeypatch):
+    ran, stop_at = [], [2]  # stop when the second step starts, as if the user pressed Ctrl-C there
 
-    def stop_at_the_second_step(step, *args, **kwargs):
-        if finished:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second step
-        finished.append(step.name)
+    def counted(step, *args, **kwargs):
+        ran.append(step.name)
+        if len(ran) == stop_at[0]:
+            raise KeyboardInterrupt
         return real_run_step(step, *args, **kwargs)
 
     real_run_step = runner.run_step
-    monkeypatch.setattr(runner, "run_step", stop_at_the_second_step)
+    monkeypatch.setattr(runner, "run_step", counted)
+    command = ["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ L2 (1e-4)",
+               "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)]
     with pytest.raises(KeyboardInterrupt):
-        main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ L2 (1e-4)",
-              "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+        main(command)
     report = json.loads((tmp_path / "spark-quick.json").read_text())
     assert [row["step"] for row in report["steps"]] == ["baseline CNN"]
     assert report["partial"] == "1 of 2 steps done"
     assert "**Partial: 1 of 2 steps done**" in (tmp_path / "spark-quick.md").read_text()
+
+    stop_at[0] = 4  # --fresh starts from the first step again, and is stopped at the second again
+    with pytest.raises(KeyboardInterrupt):
+        main(command + ["--fresh"])
+    assert ran == ["baseline CNN", "+ L2 (1e-4)", "baseline CNN", "+ L2 (1e-4)"]
+
+    stop_at[0] = None  # the same command carries on with the unfinished step, and only that one
+    main(command)
+    finished = json.loads((tmp_path / "spark-quick.json").read_text())
+    assert ran[4:] == ["+ L2 (1e-4)"] and "partial" not in finished
+    assert [row["step"] for row in finished["steps"]] == ["baseline CNN", "+ L2 (1e-4)"]
+    main(command)  # a finished report is not carried on: every step runs again
+    assert ran[5:] == ["baseline CNN", "+ L2 (1e-4)"]
 
 
 def test_unknown_step_is_refused(capsys):
@@ -124,3 +138,19 @@ def test_a_published_validation_accuracy_is_compared_with_ours_on_validation():
     assert on_validation["test"] == on_test["test"] == pytest.approx(87.0)
     assert "91.00% ± 1.00 (validation; test 87.00%; 2 seeds)" in runner.table([on_validation])
     assert "87.00% ± 1.00 (test; 2 seeds)" in runner.table([on_test])
+
+
+def test_only_a_partial_report_of_the_same_command_backend_and_device_is_carried_on(tmp_path):
+    import keras
+    about = {"command": "python -m experiments spark", "backend": keras.backend.backend(), "device": "CPU (x86_64, 2 cores)"}
+    rows = [{"step": "baseline CNN"}]
+    def finished(**changes):
+        (tmp_path / "r.json").write_text(json.dumps({**about, "partial": "1 of 8 steps done", "steps": rows, **changes}))
+        return runner.finished_rows(tmp_path / "r.json", about["command"], about["device"])
+    assert finished() == rows
+    assert finished(command="python -m experiments spark --seeds 1") == []
+    assert finished(device="GPU (NVIDIA H100 80GB HBM3)") == [] and finished(backend="jax" if about["backend"] != "jax" else "torch") == []
+    assert finished(partial=None) == []
+    (tmp_path / "r.json").write_text("{not json")
+    assert runner.finished_rows(tmp_path / "r.json", about["command"], about["device"]) == []
+    assert runner.finished_rows(tmp_path / "missing.json", about["command"], about["device"]) == []
