@@ -16,8 +16,8 @@ Four measurements on MNIST, in one process, for the backend and device it runs o
    this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"), and
    Keras's stock RandomTranslation for comparison. The network with and without it train
    one epoch each in turn, PAIRS times; each pair's ratio compares epochs a few seconds
-   apart, so a machine whose speed drifts (a shared CPU does, by up to 1.5x) slows both
-   alike. The median pair counts.
+   apart, so a machine whose speed drifts (this project's CPU flips between two speeds
+   almost 2x apart) slows both alike. The median pair counts.
 3. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
    training run per epoch budget (the one-cycle schedule fits the budget), each scored on
    the test set once it is over. The time is the whole call: model building, compilation,
@@ -86,8 +86,9 @@ def main(argv):
     runs = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
-              "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train), "steps_timed": args.steps, "batch_size": BATCH_SIZE,
-              "throughput": throughput, "augmentation_cost": costs, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
+              "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train),
+              "steps_timed": args.steps, "batch_size": BATCH_SIZE, "throughput": throughput,
+              "augmentation_cost": costs, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
               "runs": runs, "time_to_accuracy": summarise(runs),
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
