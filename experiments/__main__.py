@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, mode
 from data import DataError  # noqa: E402
 from experiments.runner import RESULTS, finished_rows, run_experiment, table, write_report  # noqa: E402
 from main import describe_device, positive_int  # noqa: E402
+from train import TrainingError  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
 NOT_EXPERIMENTS = ("runner", "speed", "__main__")
@@ -69,7 +70,7 @@ def main(argv=None):
                                   verbose=2 if args.verbose else 0, plots=args.plots):
             rows.append(row)  # saved after every step: a stopped run keeps what it finished
             write_report(args.out, name, experiment, rows, command, device, len(wanted))
-    except DataError as error:
+    except (DataError, TrainingError) as error:  # the steps finished before it stay in the report
         sys.exit(f"error: {error}")
     write_report(args.out, name, experiment, rows, command, device, len(wanted))  # also when none was left
     print("\n" + table(rows))

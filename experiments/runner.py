@@ -15,7 +15,7 @@ import numpy as np
 
 from data import load_dataset
 from model import training_for
-from train import train_and_evaluate, write_json, write_text
+from train import TrainingError, train_and_evaluate, write_json, write_text
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
@@ -82,7 +82,10 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
                 datasets[key] = load_dataset(experiment.DATASET, data_dir, seed=seed,
                                              limit=QUICK_LIMIT if quick else None, **step.data)
             start = time.perf_counter()
-            model, result = run_step(step, datasets[key], settings, seed, verbose)
+            try:
+                model, result = run_step(step, datasets[key], settings, seed, verbose)
+            except TrainingError as error:  # say which step and seed
+                raise TrainingError(f"{step.name} (seed {seed}): {error}") from None
             result["seconds"] = round(time.perf_counter() - start, 1)
             if plots and seed == 0 and model is not None:
                 import plots as pictures  # matplotlib is only loaded when pictures are wanted

@@ -79,6 +79,23 @@ def test_a_stopped_run_keeps_the_steps_it_finished_and_the_same_command_carries_
     assert ran[5:] == ["baseline CNN", "+ L2 (1e-4)"]
 
 
+@needs_data
+def test_a_step_that_diverges_ends_the_run_with_a_message_and_keeps_the_steps_before_it(tmp_path, monkeypatch, capsys):
+    from train import TrainingError
+    def diverge_at_the_second_step(step, *args, **kwargs):
+        if step.name == "+ L2 (1e-4)":
+            raise TrainingError("The loss became nan at epoch 1, batch 3: training diverged.")
+        return real_run_step(step, *args, **kwargs)
+    real_run_step = runner.run_step
+    monkeypatch.setattr(runner, "run_step", diverge_at_the_second_step)
+    with pytest.raises(SystemExit) as stop:
+        main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ L2 (1e-4)",
+              "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+    assert stop.value.code == "error: + L2 (1e-4) (seed 0): The loss became nan at epoch 1, batch 3: training diverged."
+    report = json.loads((tmp_path / "spark-quick.json").read_text())
+    assert [row["step"] for row in report["steps"]] == ["baseline CNN"] and report["partial"] == "1 of 2 steps done"
+
+
 def test_unknown_step_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["spark", "--steps", "no such step", "--quick"])
