@@ -19,13 +19,18 @@ BATCHES_PER_EPOCH = 6  # 90 training images in batches of 16
 
 # Runs main.py on the tests' tiny files (trusting their hashes) and, given a kill point,
 # arranges for the process to SIGKILL itself at that moment ("interrupt": to Ctrl-C itself,
-# SIGINT, at the n-th batch, which a parent watching the output would send too late).
+# SIGINT, as the n-th batch begins, which a parent watching the output would send too late).
+# The launcher gives the run Python's own Ctrl-C handler, as a terminal would: started from
+# a background job (`cmd &` in a script), the tests inherit an ignored SIGINT, and the run
+# would finish as if never interrupted. The signal is raised on the main thread, where the
+# KeyboardInterrupt comes at once, not on the TensorFlow thread that draws the batches.
 LAUNCHER = """
 import json, os, signal, sys
 sys.path.insert(0, {root!r})
 import keras, data, train, main
 data.IDX_SHA256["mnist"] = {hashes!r}
 where, n, calls = {where!r}, {n}, [0]
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def after_n_calls(function):
     def counted(*args, **kwargs):
@@ -34,12 +39,16 @@ def after_n_calls(function):
             if where == "weights":  # half a weights file, as if killed while writing it
                 with open(args[1], "wb") as file:
                     file.write(b"half a file")
-            os.kill(os.getpid(), signal.SIGINT if where == "interrupt" else signal.SIGKILL)
+            if where == "interrupt":
+                signal.raise_signal(signal.SIGINT)  # on this thread, the main one: KeyboardInterrupt here
+            os.kill(os.getpid(), signal.SIGKILL)
         return function(*args, **kwargs)
     return counted
 
-if where in ("batch", "interrupt"):  # the n-th batch drawn, counting from the first epoch
+if where == "batch":  # the n-th batch drawn, counting from the first epoch
     train.ShuffledBatches.__getitem__ = after_n_calls(train.ShuffledBatches.__getitem__)
+elif where == "interrupt":  # as the n-th batch begins, counting from the first epoch
+    train.StopOnNaN.on_train_batch_begin = after_n_calls(lambda *args, **kwargs: None)
 elif where == "weights":  # while writing the n-th epoch's weights
     keras.Model.save_weights = after_n_calls(keras.Model.save_weights)
 elif where == "latest":  # weights of the n-th epoch written, latest.json not yet
