@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import os
-import platform
 import shutil
 import sys
 
@@ -23,33 +22,14 @@ import keras
 
 from data import CLASS_NAMES, DataError, load_dataset
 from model import MODELS, options, training_for
-from train import OPTIMIZERS, TrainingError, train_and_evaluate, write_json
+from train import OPTIMIZERS, PRECISIONS, TrainingError, describe_device, scaled_learning_rate, \
+    train_and_evaluate, write_json
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
 DEFAULT_PATIENCE = 5
 # Flags that set a model option, for the models that have it.
 OPTION_FLAGS = {"--augment": "augment", "--l2-lambda": "l2_lambda"}
-
-
-def describe_device():
-    """Name the device Keras computes on, e.g. 'GPU (NVIDIA H100 80GB HBM3)'."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-        device = jax.devices()[0]
-        if device.platform != "cpu":
-            return f"{device.platform.upper()} ({device.device_kind})"
-    elif backend == "tensorflow":  # TensorFlow-only calls live here and in train.seed_everything
-        import tensorflow as tf
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)})"
-    elif backend == "torch":
-        import torch
-        if torch.cuda.is_available():
-            return f"GPU ({torch.cuda.get_device_name(0)})"
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 def print_table(dataset, results):
@@ -115,6 +95,14 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=positive_int, help="default: the tutorial's")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default: the tutorial's")
     parser.add_argument("--learning-rate", type=positive_float, help="default: the tutorial's")
+    parser.add_argument("--scale-learning-rate", action="store_true",
+                        help="with --batch-size: scale the learning rate to the new batch size, "
+                        "linearly for SGD, by the square root for Adam and the other adaptive optimizers")
+    parser.add_argument("--precision", choices=PRECISIONS, help="mixed_bfloat16 or mixed_float16: compute in "
+                        "16 bits, keep the weights in 32 (default: float32)")
+    parser.add_argument("--steps-per-execution", type=positive_int, metavar="N",
+                        help="training steps per call into the compiled step; callbacks run once per call "
+                        "(default: 1 on a CPU, 16 on a GPU; PyTorch: 1 only)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random shifts while training (models with an `augment` option only)")
     parser.add_argument("--l2-lambda", type=non_negative_float, metavar="LAMBDA",
@@ -139,6 +127,10 @@ def parse_args(argv=None):
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
     args = parser.parse_args(argv)
+    if args.scale_learning_rate and args.batch_size is None:
+        parser.error("argument --scale-learning-rate: needs --batch-size")
+    if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":
+        parser.error("argument --steps-per-execution: Keras's PyTorch backend runs 1 step per call only")
     if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
         parser.error(f"argument --results: the folder of {args.results} does not exist")
     for flag, option in OPTION_FLAGS.items():
@@ -151,9 +143,14 @@ def parse_args(argv=None):
 def settings_for(name, args):
     """The tutorial's training settings for `name`, with the command line's overrides."""
     settings = training_for(name)
-    for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience"):
+    tuned_batch_size = settings["batch_size"]
+    for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience", "precision",
+                "steps_per_execution"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if args.scale_learning_rate:
+        settings["learning_rate"] = scaled_learning_rate(settings["learning_rate"], settings["optimizer"],
+                                                         settings["batch_size"], tuned_batch_size)
     if args.early_stopping:
         settings.setdefault("patience", DEFAULT_PATIENCE)
     elif args.early_stopping is False:

@@ -12,6 +12,7 @@ A run is reproducible and survives interruptions:
 import json
 import math
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -32,6 +33,54 @@ OPTIMIZERS = {
     "nadam": keras.optimizers.Nadam,
 }
 ONE_CYCLE_WARMUP = 0.2  # the fraction of a one-cycle run spent warming up
+# Keras dtype policies: mixed ones compute in 16 bits and keep the weights in float32.
+PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
+
+
+def describe_device():
+    """Name the device Keras computes on, e.g. 'GPU (NVIDIA H100 80GB HBM3)'."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{device.platform.upper()} ({device.device_kind})"
+    elif backend == "tensorflow":  # TensorFlow-only calls live here and in seed_everything
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)})"
+    elif backend == "torch":
+        import torch
+        if torch.cuda.is_available():
+            return f"GPU ({torch.cuda.get_device_name(0)})"
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+
+
+def default_steps_per_execution():
+    """How many training steps each call into the compiled step runs, on this device.
+
+    The Python work between calls (the callbacks: the NaN check, early stopping's and the
+    checkpoint's bookkeeping) is paid once per call. A GPU runs a step of these small
+    networks in 1-4 ms, and a callback that looks at every batch adds about 0.6 ms to it
+    (an H200, JAX); 16 steps per call pay that once per 16. A CPU step takes 2-150 ms, and
+    more steps per call buy little there (results/speed-cpu.md). PyTorch's trainer runs one.
+    """
+    if keras.backend.backend() == "torch" or describe_device().startswith("CPU"):
+        return 1
+    return 16
+
+
+def scaled_learning_rate(learning_rate, optimizer, batch_size, tuned_batch_size):
+    """The learning rate for `batch_size` images per step, from one tuned for `tuned_batch_size`.
+
+    SGD: k times the batch, k times the rate (the linear rule: Goyal et al. 2017, "Accurate,
+    large minibatch SGD"). Adam and the other adaptive optimizers: sqrt(k) times the rate
+    (the square-root rule: Malladi et al. 2022, "On the SDEs and scaling rules for adaptive
+    gradient algorithms").
+    """
+    ratio = batch_size / tuned_batch_size
+    return learning_rate * (ratio if optimizer == "sgd" else math.sqrt(ratio))
 
 
 class TrainingError(Exception):
@@ -47,11 +96,13 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
         batch_size, epochs and, optionally, patience (early stopping), loss,
         label_smoothing (with integer labels), one_cycle (True: warm the learning rate up to
         learning_rate, then anneal it to 0 by the last epoch), optimizer_options (e.g.
-        momentum) and callbacks (functions returning callbacks).
+        momentum), callbacks (functions returning callbacks), and two speed options:
+        precision (one of PRECISIONS, default float32) and steps_per_execution (default:
+        default_steps_per_execution()).
     """
     seed_everything(seed)
     name = model if isinstance(model, str) else model.__name__
-    model = get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    model = build_model(model, dataset, settings.get("precision", "float32"), hyperparameters)
     if verbose:
         model.summary()
     loss = keras.losses.get(settings.get("loss", "sparse_categorical_crossentropy"))
@@ -62,7 +113,8 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
     # grows while the fit to the data improves is not overfitting.
     model.compile(optimizer=make_optimizer(settings, steps=settings["epochs"] * len(batches)),
-                  loss=loss, metrics=["accuracy", DataLoss(loss)])
+                  loss=loss, metrics=["accuracy", DataLoss(loss)],
+                  steps_per_execution=settings.get("steps_per_execution") or default_steps_per_execution())
 
     early_stopping = None
     if settings.get("patience"):
@@ -98,6 +150,16 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
         "test_loss": test["loss"],
         "history": history,  # per epoch: loss, accuracy, data_loss, and the same for val_
     }
+
+
+def build_model(model, dataset, precision, hyperparameters):
+    """The model, its layers computing in `precision`: a Keras dtype policy such as "mixed_bfloat16"."""
+    default = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # layers take the policy in force when they are made
+    try:
+        return get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    finally:
+        keras.config.set_dtype_policy(default)
 
 
 @keras.saving.register_keras_serializable(package="improve_your_network")
@@ -180,7 +242,11 @@ class ShuffledBatches(keras.utils.PyDataset):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first batch whose loss is NaN or infinite, rather than train a broken model."""
+    """Stop at the first batch whose loss is NaN or infinite, rather than train a broken model.
+
+    Keras calls it once per call into the compiled step (see default_steps_per_execution),
+    with the running mean of the epoch's loss, which stays NaN once a batch made it so.
+    """
 
     # On JAX and PyTorch, Keras hands batch-end callbacks to a thread so the next step can be
     # queued on the device meanwhile; any callback that reads every batch's logs turns that off
@@ -195,7 +261,7 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             raise TrainingError(
-                f"The loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}: training diverged. "
+                f"The loss became {loss} at epoch {self.epoch + 1}, by batch {batch + 1}: training diverged. "
                 f"Try a smaller learning rate. The last completed epoch's checkpoint, if any, is kept.")
 
 

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, mode
 
 from data import DataError  # noqa: E402
 from experiments.runner import RESULTS, finished_rows, run_experiment, table, write_report  # noqa: E402
-from main import describe_device, positive_int  # noqa: E402
-from train import TrainingError  # noqa: E402
+from main import positive_int  # noqa: E402
+from train import TrainingError, describe_device  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
 NOT_EXPERIMENTS = ("runner", "speed", "__main__")

@@ -4,7 +4,7 @@
     python -m experiments speed --seeds 1 --budgets 4 8
     python -m experiments speed --tiny          # a few hundred images: a smoke test
 
-Four measurements on MNIST, in one process, for the backend and device it runs on:
+Five measurements on MNIST, in one process, for the backend and device it runs on:
 
 1. Throughput. For every model in model.MODELS: seconds per training step through this
    project's training loop (train.train_and_evaluate: its shuffled batches and callbacks),
@@ -23,7 +23,13 @@ Four measurements on MNIST, in one process, for the backend and device it runs o
    the test set once it is over. The time is the whole call: model building, compilation,
    training and scoring; loading the data is timed apart. The test set only reports: it
    stops nothing and chooses nothing. Median and range over the seeds.
-4. Peak memory: the process's resident set on the host; the device's, where the backend says.
+4. Speed options, on the Spark tutorial's 3-model ensemble with its shifts (issue: as fast as
+   the hardware allows): more training steps per call into the compiled step, mixed
+   precision, a 4x larger batch, and all three, each against the tutorial's settings,
+   through train_and_evaluate. Seconds per image, the fastest of REPEATS epochs of the same
+   images. What mixed precision and the larger batch do to accuracy: `python -m
+   experiments fast` (its last steps).
+5. Peak memory: the process's resident set on the host; the device's, where the backend says.
 """
 import argparse
 import resource
@@ -38,10 +44,10 @@ import numpy as np
 
 from data import DataError, load_dataset
 from experiments.ladder import ladder_augmentation, ladder_dropout
-from main import describe_device, positive_int
+from main import positive_int
 from experiments.runner import RESULTS
 from model import MODELS, get_model, options, training_for
-from train import train_and_evaluate, write_json, write_text
+from train import describe_device, train_and_evaluate, write_json, write_text
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
@@ -50,6 +56,15 @@ BATCH_SIZE = 128  # for every throughput measurement, as the tutorials train
 RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
 TARGETS = [99.0, 99.4, 99.5, 99.6, 99.7]  # test accuracy, percent
+OPTIONS_MODEL = "spark_finetuned"
+SPEED_OPTIONS = [  # (label, train_and_evaluate settings): one option at a time, then all of them
+    ("the tutorial's: batch 128, float32, 1 step per call", {"steps_per_execution": 1}),
+    ("16 steps per call", {"steps_per_execution": 16}),
+    ("mixed_bfloat16", {"steps_per_execution": 1, "precision": "mixed_bfloat16"}),
+    ("batch 512", {"steps_per_execution": 1, "batch_size": 512}),
+    ("batch 512, mixed_bfloat16, 16 steps per call",
+     {"steps_per_execution": 16, "precision": "mixed_bfloat16", "batch_size": 512}),
+]
 
 
 def main(argv):
@@ -82,13 +97,14 @@ def main(argv):
     throughput = [measure(name, builder, options, dataset, args.steps) for name, builder, options in contenders()]
     costs = [augmentation_cost(*augmentation, dataset, args.steps, 2 if args.tiny else PAIRS)
              for augmentation in augmentations()]
+    options = [speed_option(label, changes, dataset, args.steps) for label, changes in SPEED_OPTIONS]
     memory_after_throughput = peak_memory()
     runs = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
               "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train),
               "steps_timed": args.steps, "batch_size": BATCH_SIZE, "throughput": throughput,
-              "augmentation_cost": costs, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
+              "augmentation_cost": costs, "options_model": OPTIONS_MODEL, "speed_options": options, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
               "runs": runs, "time_to_accuracy": summarise(runs),
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
@@ -142,23 +158,28 @@ class EpochTimer(keras.callbacks.Callback):
         return min(self.seconds[1:])  # the first epoch compiles
 
 
-def measure(label, model, hyperparameters, dataset, steps):
-    """Seconds per step of `model` in train_and_evaluate and in a plain model.fit."""
-    images = steps * BATCH_SIZE
+def epoch_seconds(model, hyperparameters, dataset, images, changes=None):
+    """The fastest epoch of `images` training images in train_and_evaluate, `changes` made to the settings."""
     small = replace(dataset, x_train=dataset.x_train[:images], y_train=dataset.y_train[:images],
                     x_val=dataset.x_val[:BATCH_SIZE], y_val=dataset.y_val[:BATCH_SIZE],  # one batch each:
                     x_test=dataset.x_test[:BATCH_SIZE], y_test=dataset.y_test[:BATCH_SIZE])  # barely timed
     timer = EpochTimer()
-    settings = {**training_for(model), "batch_size": BATCH_SIZE, "epochs": 1 + REPEATS}
+    settings = {**training_for(model), "batch_size": BATCH_SIZE, **(changes or {}), "epochs": 1 + REPEATS}
     settings.pop("patience", None)
     train_and_evaluate(model, small, {**settings, "callbacks": [lambda: timer]}, hyperparameters=hyperparameters,
                        verbose=0)
-    ours = timer.fastest() / steps
+    return timer.fastest()
 
+
+def measure(label, model, hyperparameters, dataset, steps):
+    """Seconds per step of `model` in train_and_evaluate and in a plain model.fit."""
+    images = steps * BATCH_SIZE
+    ours = epoch_seconds(model, hyperparameters, dataset, images) / steps
+    timer = EpochTimer()
     plain = get_model(model, dataset.input_shape, dataset.num_classes,
                       **{**hyperparameters, **({"augment": False} if "augment" in hyperparameters else {})})
     plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    plain.fit(small.x_train, small.y_train, batch_size=BATCH_SIZE, epochs=1 + REPEATS, verbose=0, callbacks=[timer])
+    plain.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=BATCH_SIZE, epochs=1 + REPEATS, verbose=0, callbacks=[timer])
     reference = timer.fastest() / steps
     steps_per_epoch = int(np.ceil(len(dataset.x_train) / BATCH_SIZE))
     row = {"model": label, "ms_per_step": 1000 * ours, "steps_per_second": 1 / ours,
@@ -188,6 +209,16 @@ def augmentation_cost(augmentation, network, with_it, without_it, dataset, steps
            "share": float(np.median(with_ms / without_ms)) - 1,
            "share_range": [float(min(with_ms / without_ms)) - 1, float(max(with_ms / without_ms)) - 1]}
     print(f"{augmentation} on {network}: {row['share']:+.0%} of a step", flush=True)
+    return row
+
+
+def speed_option(label, changes, dataset, steps):
+    """Seconds per image of OPTIONS_MODEL's training with `changes` to its settings."""
+    images = steps * BATCH_SIZE
+    seconds = epoch_seconds(OPTIONS_MODEL, {}, dataset, images, changes) / images
+    row = {"option": label, "settings": changes, "batch_size": changes.get("batch_size", BATCH_SIZE),
+           "us_per_image": 1e6 * seconds, "seconds_per_epoch": seconds * len(dataset.x_train)}
+    print(f"{OPTIONS_MODEL}, {label}: {row['us_per_image']:.0f} us per image", flush=True)
     return row
 
 
@@ -261,6 +292,15 @@ def render(report):
         low, high = row["share_range"]
         lines.append(f"| {row['augmentation']} | {row['network']} | {row['ms_per_step_with']:.1f} | "
                      f"{row['ms_per_step_without']:.1f} | {row['share']:+.0%} | {low:+.0%} to {high:+.0%} |")
+    lines += ["", f"## Speed options: {report['options_model']} (3 networks, shifts)", "",
+              "The same images through train_and_evaluate with each option; the fastest of "
+              f"{REPEATS} epochs. Mixed precision and the batch size change the arithmetic: what they do "
+              "to accuracy is in results/fast.md.", "",
+              f"| settings | microseconds per image | seconds per epoch ({report['train_images']:,} images) "
+              "| speed-up |", "| --- | --- | --- | --- |"]
+    tutorial = report["speed_options"][0]["us_per_image"]
+    lines += [f"| {row['option']} | {row['us_per_image']:.0f} | {row['seconds_per_epoch']:.1f} | "
+              f"{tutorial / row['us_per_image']:.2f}x |" for row in report["speed_options"]]
     lines += ["", f"## Time to accuracy: {report['recipe']}, {report['recipe_settings']}", "",
               "| target (test) | median seconds | seconds per seed | seeds that reached it |",
               "| --- | --- | --- | --- |"]

@@ -26,6 +26,9 @@ RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy"
     (["--model", "spark_baseline", "--l2-lambda", "0"], "argument --l2-lambda: model spark_baseline has no l2_lambda option"),
     (["--model", "spark_finetuned", "--l2-lambda", "-1"], "argument --l2-lambda: must be 0 or more, got -1"),
     (["--results", "/no/such/folder/r.json"], "argument --results: the folder of /no/such/folder/r.json"),
+    (["--scale-learning-rate"], "argument --scale-learning-rate: needs --batch-size"),
+    (["--precision", "float64"], "argument --precision: invalid choice: 'float64'"),
+    (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive integer, got 0"),
 ])
 def test_invalid_flags_are_named(flags, complaint, capsys):
     with pytest.raises(SystemExit) as exit:
@@ -41,6 +44,17 @@ def test_tutorial_settings_with_overrides():
     assert main.settings_for("l42_mlp", no_stopping)["optimizer"] == "sgd"
     stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
     assert stopping["patience"] == main.DEFAULT_PATIENCE and stopping["learning_rate"] == 0.5
+
+
+def test_speed_flags_and_learning_rate_scaled_to_the_batch():
+    args = main.parse_args(["--batch-size", "512", "--scale-learning-rate", "--precision", "mixed_bfloat16",
+                            "--steps-per-execution", "8"])
+    adam = main.settings_for("spark_baseline", args)  # tuned for 128 images a step: 4x the batch
+    assert adam["learning_rate"] == pytest.approx(0.002) and adam["batch_size"] == 512
+    assert adam["precision"] == "mixed_bfloat16" and adam["steps_per_execution"] == 8
+    assert main.settings_for("l42_mlp", args)["learning_rate"] == pytest.approx(0.04)  # SGD: linear
+    unscaled = main.settings_for("spark_baseline", main.parse_args(["--batch-size", "512"]))
+    assert unscaled["learning_rate"] == 0.001 and "precision" not in unscaled
 
 
 def test_train_compare_save_and_report(data_dir, tmp_path, capsys):

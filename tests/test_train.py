@@ -124,8 +124,8 @@ def tiny_dataset(data_dir):
     return data.load_dataset("mnist", data_dir)
 
 
-def final_weights(dataset, seed):
-    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=2)
+def final_weights(dataset, seed, **speed_options):
+    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=2, **speed_options)
     model, _ = train.train_and_evaluate("spark_finetuned", dataset, settings, seed,
                                         {"ensemble": 1}, verbose=0)
     return model.get_weights()
@@ -136,6 +136,38 @@ def test_same_seed_same_weights_other_seed_other_weights(data_dir):
     first, again, other = (final_weights(dataset, seed) for seed in (0, 0, 1))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_steps_per_execution_changes_how_steps_are_called_not_what_they_compute(data_dir):
+    dataset = tiny_dataset(data_dir)  # 6 batches an epoch: the second call of 4 steps runs out early
+    one, four = (final_weights(dataset, 0, steps_per_execution=n) for n in (1, 4))
+    assert all(np.array_equal(a, b) for a, b in zip(one, four))
+    assert train.default_steps_per_execution() == 1  # these tests run on a CPU
+
+
+def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_weights(data_dir):
+    dataset = tiny_dataset(data_dir)
+    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=1, precision="mixed_bfloat16")
+    model, result = train.train_and_evaluate("spark_baseline", dataset, settings, verbose=0)
+    assert {layer.compute_dtype for layer in model.layers} == {"bfloat16"}
+    assert {weight.dtype for weight in model.weights} == {"float32"}
+    assert np.isfinite(result["test_loss"]) and result["history"]["loss"][0] > 0
+    assert keras.config.dtype_policy().name == "float32"  # the next model is built in float32 again
+    with pytest.raises(ValueError):  # even when building fails
+        train.build_model("spark_baseline", dataset, "mixed_bfloat16", {"no_such_option": 1})
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_nan_is_caught_with_several_steps_per_call(data_dir):
+    settings = dict(optimizer="sgd", learning_rate=1e12, batch_size=16, epochs=2, steps_per_execution=4)
+    with pytest.raises(train.TrainingError, match="The loss became nan at epoch 1, by batch [0-9]+"):
+        train.train_and_evaluate("spark_baseline", tiny_dataset(data_dir), settings, verbose=0)
+
+
+def test_learning_rate_scaling_rules():
+    assert train.scaled_learning_rate(0.01, "sgd", 512, 128) == pytest.approx(0.04)  # linear
+    assert train.scaled_learning_rate(0.001, "adam", 512, 128) == pytest.approx(0.002)  # square root
+    assert train.scaled_learning_rate(0.001, "rmsprop", 32, 128) == pytest.approx(0.0005)
 
 
 def test_shuffled_batches_depend_on_seed_and_epoch_only():
@@ -158,7 +190,7 @@ def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
                     "--checkpoints", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json")],
                    data.IDX_SHA256["mnist"])
     assert run.returncode == 1
-    assert "error: spark_baseline: The loss became nan at epoch 1, batch " in run.stderr
+    assert "error: spark_baseline: The loss became nan at epoch 1, by batch " in run.stderr
     assert "Try a smaller learning rate" in run.stderr and not (tmp_path / "r.json").exists()
 
 
