@@ -62,9 +62,10 @@ def default_steps_per_execution():
 
     The Python work between calls (the callbacks: the NaN check, early stopping's and the
     checkpoint's bookkeeping) is paid once per call. A GPU runs a step of these small
-    networks in 1-4 ms, and a callback that looks at every batch adds about 0.6 ms to it
-    (an H200, JAX); 16 steps per call pay that once per 16. A CPU step takes 2-150 ms, and
-    more steps per call buy little there (results/speed-cpu.md). PyTorch's trainer runs one.
+    networks in 1-4 ms, and there this loop cost 1.1-1.9 times a plain model.fit per step
+    (results/speed-gpu.md, one step per call); 16 steps per call pay for the callbacks once
+    per 16. A CPU step takes 2-150 ms, and more steps per call buy little there
+    (results/speed-cpu.md). PyTorch's trainer runs one step per call only.
     """
     if keras.backend.backend() == "torch" or describe_device().startswith("CPU"):
         return 1

@@ -23,12 +23,12 @@ Five measurements on MNIST, in one process, for the backend and device it runs o
    the test set once it is over. The time is the whole call: model building, compilation,
    training and scoring; loading the data is timed apart. The test set only reports: it
    stops nothing and chooses nothing. Median and range over the seeds.
-4. Speed options, on the Spark tutorial's 3-model ensemble with its shifts (issue: as fast as
-   the hardware allows): more training steps per call into the compiled step, mixed
-   precision, a 4x larger batch, and all three, each against the tutorial's settings,
-   through train_and_evaluate. Seconds per image, the fastest of REPEATS epochs of the same
-   images. What mixed precision and the larger batch do to accuracy: `python -m
-   experiments fast` (its last steps).
+4. Speed options, on the Spark tutorial's 3-model ensemble with its shifts: more training
+   steps per call into the compiled step, mixed precision, a 4x larger batch, and all
+   three, against the tutorial's settings. One model.fit per option on the same images,
+   trained one epoch each in turn, PAIRS times (as in 2.); each round's speed-ups compare
+   epochs seconds apart, and the median round counts. What mixed precision and the larger
+   batch do to accuracy: results/fast-speed-options.md.
 5. Peak memory: the process's resident set on the host; the device's, where the backend says.
 """
 import argparse
@@ -47,7 +47,7 @@ from experiments.ladder import ladder_augmentation, ladder_dropout
 from main import positive_int
 from experiments.runner import RESULTS
 from model import MODELS, get_model, options, training_for
-from train import describe_device, train_and_evaluate, write_json, write_text
+from train import build_model, describe_device, train_and_evaluate, write_json, write_text
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
@@ -57,11 +57,11 @@ RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
 TARGETS = [99.0, 99.4, 99.5, 99.6, 99.7]  # test accuracy, percent
 OPTIONS_MODEL = "spark_finetuned"
-SPEED_OPTIONS = [  # (label, train_and_evaluate settings): one option at a time, then all of them
-    ("the tutorial's: batch 128, float32, 1 step per call", {"steps_per_execution": 1}),
+SPEED_OPTIONS = [  # (label, what changes): one option at a time, then all of them
+    ("the tutorial's: batch 128, float32, 1 step per call", {}),
     ("16 steps per call", {"steps_per_execution": 16}),
-    ("mixed_bfloat16", {"steps_per_execution": 1, "precision": "mixed_bfloat16"}),
-    ("batch 512", {"steps_per_execution": 1, "batch_size": 512}),
+    ("mixed_bfloat16", {"precision": "mixed_bfloat16"}),
+    ("batch 512", {"batch_size": 512}),
     ("batch 512, mixed_bfloat16, 16 steps per call",
      {"steps_per_execution": 16, "precision": "mixed_bfloat16", "batch_size": 512}),
 ]
@@ -97,7 +97,7 @@ def main(argv):
     throughput = [measure(name, builder, options, dataset, args.steps) for name, builder, options in contenders()]
     costs = [augmentation_cost(*augmentation, dataset, args.steps, 2 if args.tiny else PAIRS)
              for augmentation in augmentations()]
-    options = [speed_option(label, changes, dataset, args.steps) for label, changes in SPEED_OPTIONS]
+    options = speed_options(dataset, args.steps, 2 if args.tiny else PAIRS)
     memory_after_throughput = peak_memory()
     runs = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
@@ -158,28 +158,23 @@ class EpochTimer(keras.callbacks.Callback):
         return min(self.seconds[1:])  # the first epoch compiles
 
 
-def epoch_seconds(model, hyperparameters, dataset, images, changes=None):
-    """The fastest epoch of `images` training images in train_and_evaluate, `changes` made to the settings."""
+def measure(label, model, hyperparameters, dataset, steps):
+    """Seconds per step of `model` in train_and_evaluate and in a plain model.fit."""
+    images = steps * BATCH_SIZE
     small = replace(dataset, x_train=dataset.x_train[:images], y_train=dataset.y_train[:images],
                     x_val=dataset.x_val[:BATCH_SIZE], y_val=dataset.y_val[:BATCH_SIZE],  # one batch each:
                     x_test=dataset.x_test[:BATCH_SIZE], y_test=dataset.y_test[:BATCH_SIZE])  # barely timed
     timer = EpochTimer()
-    settings = {**training_for(model), "batch_size": BATCH_SIZE, **(changes or {}), "epochs": 1 + REPEATS}
+    settings = {**training_for(model), "batch_size": BATCH_SIZE, "epochs": 1 + REPEATS}
     settings.pop("patience", None)
     train_and_evaluate(model, small, {**settings, "callbacks": [lambda: timer]}, hyperparameters=hyperparameters,
                        verbose=0)
-    return timer.fastest()
+    ours = timer.fastest() / steps
 
-
-def measure(label, model, hyperparameters, dataset, steps):
-    """Seconds per step of `model` in train_and_evaluate and in a plain model.fit."""
-    images = steps * BATCH_SIZE
-    ours = epoch_seconds(model, hyperparameters, dataset, images) / steps
-    timer = EpochTimer()
     plain = get_model(model, dataset.input_shape, dataset.num_classes,
                       **{**hyperparameters, **({"augment": False} if "augment" in hyperparameters else {})})
     plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    plain.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=BATCH_SIZE, epochs=1 + REPEATS, verbose=0, callbacks=[timer])
+    plain.fit(small.x_train, small.y_train, batch_size=BATCH_SIZE, epochs=1 + REPEATS, verbose=0, callbacks=[timer])
     reference = timer.fastest() / steps
     steps_per_epoch = int(np.ceil(len(dataset.x_train) / BATCH_SIZE))
     row = {"model": label, "ms_per_step": 1000 * ours, "steps_per_second": 1 / ours,
@@ -197,13 +192,7 @@ def augmentation_cost(augmentation, network, with_it, without_it, dataset, steps
     for model, hyperparameters in (with_it, without_it):
         models.append(get_model(model, dataset.input_shape, dataset.num_classes, **hyperparameters))
         models[-1].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        models[-1].fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # compiles
-    timer, seconds = EpochTimer(), []
-    for _ in range(pairs):
-        for model in models:  # with, then without: side by side in time
-            model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, callbacks=[timer])
-            seconds.append(timer.seconds[0])
-    with_ms, without_ms = (1000 * np.array(seconds[i::2]) / steps for i in (0, 1))
+    with_ms, without_ms = 1000 * alternating_epochs(models, [BATCH_SIZE] * 2, x, y, pairs).T / steps
     row = {"augmentation": augmentation, "network": network, "pairs": pairs,
            "ms_per_step_with": float(np.median(with_ms)), "ms_per_step_without": float(np.median(without_ms)),
            "share": float(np.median(with_ms / without_ms)) - 1,
@@ -212,14 +201,40 @@ def augmentation_cost(augmentation, network, with_it, without_it, dataset, steps
     return row
 
 
-def speed_option(label, changes, dataset, steps):
-    """Seconds per image of OPTIONS_MODEL's training with `changes` to its settings."""
+def speed_options(dataset, steps, rounds):
+    """OPTIONS_MODEL's time per image with each of SPEED_OPTIONS, and its speed-up over the first."""
     images = steps * BATCH_SIZE
-    seconds = epoch_seconds(OPTIONS_MODEL, {}, dataset, images, changes) / images
-    row = {"option": label, "settings": changes, "batch_size": changes.get("batch_size", BATCH_SIZE),
-           "us_per_image": 1e6 * seconds, "seconds_per_epoch": seconds * len(dataset.x_train)}
-    print(f"{OPTIONS_MODEL}, {label}: {row['us_per_image']:.0f} us per image", flush=True)
-    return row
+    models, batch_sizes = [], []
+    for _, changes in SPEED_OPTIONS:
+        models.append(build_model(OPTIONS_MODEL, dataset, changes.get("precision", "float32"), {}))
+        models[-1].compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                           steps_per_execution=changes.get("steps_per_execution", 1))
+        batch_sizes.append(changes.get("batch_size", BATCH_SIZE))
+    seconds = alternating_epochs(models, batch_sizes, dataset.x_train[:images], dataset.y_train[:images], rounds)
+    speed_ups = seconds[:, :1] / seconds  # against the tutorial's settings, in the same round
+    rows = []
+    for (label, changes), per_round, speed_up in zip(SPEED_OPTIONS, seconds.T, speed_ups.T):
+        per_image = float(np.median(per_round)) / images
+        rows.append({"option": label, "changes": changes, "rounds": rounds, "us_per_image": 1e6 * per_image,
+                     "seconds_per_epoch": per_image * len(dataset.x_train), "speed_up": float(np.median(speed_up)),
+                     "speed_up_range": [float(min(speed_up)), float(max(speed_up))]})
+        print(f"{OPTIONS_MODEL}, {label}: {rows[-1]['us_per_image']:.0f} us per image, "
+              f"{rows[-1]['speed_up']:.2f}x", flush=True)
+    return rows
+
+
+def alternating_epochs(models, batch_sizes, x, y, rounds):
+    """Seconds per epoch: an array (rounds, models). Each round trains each model one epoch in
+    turn, so epochs compared within a round are seconds apart, and a machine whose speed
+    drifts slows them alike. Each model's first epoch compiles and is not timed."""
+    for model, batch_size in zip(models, batch_sizes):
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    timer, seconds = EpochTimer(), []
+    for _ in range(rounds):
+        for model, batch_size in zip(models, batch_sizes):
+            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[timer])
+            seconds.append(timer.seconds[0])
+    return np.array(seconds).reshape(rounds, len(models))
 
 
 def time_to_accuracy(recipe, dataset, budgets, seeds):
@@ -293,14 +308,16 @@ def render(report):
         lines.append(f"| {row['augmentation']} | {row['network']} | {row['ms_per_step_with']:.1f} | "
                      f"{row['ms_per_step_without']:.1f} | {row['share']:+.0%} | {low:+.0%} to {high:+.0%} |")
     lines += ["", f"## Speed options: {report['options_model']} (3 networks, shifts)", "",
-              "The same images through train_and_evaluate with each option; the fastest of "
-              f"{REPEATS} epochs. Mixed precision and the batch size change the arithmetic: what they do "
-              "to accuracy is in results/fast.md.", "",
+              "model.fit on the same images with each option, one epoch each in turn, "
+              f"{report['speed_options'][0]['rounds']} times; the median round, and the range of the speed-ups. "
+              "Mixed precision and the batch size change the arithmetic: what they do to accuracy is in "
+              "results/fast-speed-options.md.", "",
               f"| settings | microseconds per image | seconds per epoch ({report['train_images']:,} images) "
-              "| speed-up |", "| --- | --- | --- | --- |"]
-    tutorial = report["speed_options"][0]["us_per_image"]
-    lines += [f"| {row['option']} | {row['us_per_image']:.0f} | {row['seconds_per_epoch']:.1f} | "
-              f"{tutorial / row['us_per_image']:.2f}x |" for row in report["speed_options"]]
+              "| speed-up (median) | range |", "| --- | --- | --- | --- | --- |"]
+    for row in report["speed_options"]:
+        low, high = row["speed_up_range"]
+        lines.append(f"| {row['option']} | {row['us_per_image']:.0f} | {row['seconds_per_epoch']:.1f} | "
+                     f"{row['speed_up']:.2f}x | {low:.2f}x to {high:.2f}x |")
     lines += ["", f"## Time to accuracy: {report['recipe']}, {report['recipe_settings']}", "",
               "| target (test) | median seconds | seconds per seed | seeds that reached it |",
               "| --- | --- | --- | --- |"]
