@@ -15,8 +15,8 @@ were fixed after a single trial run (8 epochs, seed 0), whose printout showed it
 accuracy (99.67%) as well as its validation accuracy; it was then cut to 6 epochs to fit
 five CPU minutes. The test-time shifts (one pixel, four directions) and the two-network
 ensemble were fixed before any run of them, as were the speed options' settings. No other
-setting was tried; the steps that
-take a technique out keep every other setting, the peak learning rate included.
+setting was tried; the steps that take a technique out keep every other setting, the peak
+learning rate included.
 """
 import numpy as np
 
