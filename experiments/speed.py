@@ -104,7 +104,8 @@ def main(argv):
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
               "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train),
               "steps_timed": args.steps, "batch_size": BATCH_SIZE, "throughput": throughput,
-              "augmentation_cost": costs, "options_model": OPTIONS_MODEL, "speed_options": options, "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
+              "augmentation_cost": costs, "options_model": OPTIONS_MODEL, "speed_options": options,
+              "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
               "runs": runs, "time_to_accuracy": summarise(runs),
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
