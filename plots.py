@@ -19,7 +19,6 @@ probabilities, class names), a title and a path, so you can draw it for any mode
     plots.plot_confusion_matrix(y_test, probabilities, class_names, "my model", "confusion.png")
 """
 import os
-import tempfile
 
 import numpy as np
 from keras import layers, ops
@@ -29,6 +28,7 @@ from matplotlib.figure import Figure
 from skimage.transform import rotate
 
 from model import RandomAffine, RandomShift
+from train import atomic_file
 
 DPI = 100  # pixels per inch of the PNG files
 ROBUSTNESS_IMAGES = 1000  # the first N test images: the rotation curves take seconds, not minutes
@@ -313,14 +313,5 @@ def draw_image(ax, image, caption=None, colour="black", value_range=(0, 1)):
 
 
 def save_figure(figure, path):
-    """Write the figure as a PNG beside `path`, then rename it: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    file = tempfile.NamedTemporaryFile(dir=folder, prefix=".", suffix=".png.partial", delete=False)
-    try:
-        with file:
-            FigureCanvasAgg(figure).print_figure(file, format="png", dpi=DPI)
-        os.chmod(file.name, 0o644)  # temporary files are private; a picture is for sharing
-        os.replace(file.name, path)
-    finally:
-        if os.path.exists(file.name):
-            os.remove(file.name)
+    with atomic_file(path, "wb") as file:
+        FigureCanvasAgg(figure).print_figure(file, format="png", dpi=DPI)

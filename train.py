@@ -9,6 +9,7 @@ A run is reproducible and survives interruptions:
   it had never stopped. The folder is removed once training has finished;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
+import contextlib
 import json
 import math
 import os
@@ -37,24 +38,30 @@ ONE_CYCLE_WARMUP = 0.2  # the fraction of a one-cycle run spent warming up
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 
 
-def describe_device():
-    """Name the device Keras computes on, e.g. 'GPU (NVIDIA H100 80GB HBM3)'."""
+def compute_device():
+    """The kind and name of the device Keras computes on, e.g. ('gpu', 'NVIDIA H100 80GB HBM3')."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
-        device = jax.devices()[0]
-        if device.platform != "cpu":
-            return f"{device.platform.upper()} ({device.device_kind})"
+        first = jax.devices()[0]
+        if first.platform != "cpu":
+            return first.platform, first.device_kind
     elif backend == "tensorflow":  # TensorFlow-only calls live here and in seed_everything
         import tensorflow as tf
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
-            return f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)})"
+            return "gpu", tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
     elif backend == "torch":
         import torch
         if torch.cuda.is_available():
-            return f"GPU ({torch.cuda.get_device_name(0)})"
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+            return "gpu", torch.cuda.get_device_name(0)
+    return "cpu", f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def describe_device():
+    """The device in words, e.g. 'GPU (NVIDIA H100 80GB HBM3)' or 'CPU (x86_64, 2 cores)'."""
+    kind, name = compute_device()
+    return f"{kind.upper()} ({name})"
 
 
 def default_steps_per_execution():
@@ -67,7 +74,7 @@ def default_steps_per_execution():
     per 16. A CPU step takes 2-150 ms, and more steps per call buy little there
     (results/speed-cpu.md). PyTorch's trainer runs one step per call only.
     """
-    if keras.backend.backend() == "torch" or describe_device().startswith("CPU"):
+    if keras.backend.backend() == "torch" or compute_device()[0] == "cpu":
         return 1
     return 16
 
@@ -342,13 +349,23 @@ def write_json(path, content):
 
 
 def write_text(path, text):
-    """Write to a temporary file beside `path`, then rename it: never a half-written file."""
+    with atomic_file(path, "w") as file:
+        file.write(text)
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode):
+    """Open a temporary file beside `path`; rename it to `path` only if the block finishes.
+
+    Readers never see half a file, and an error (even Ctrl-C) leaves nothing behind.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".partial", delete=False) as file:
-        try:
-            file.write(text)
-        except BaseException:  # even Ctrl-C: leave nothing behind
-            file.close()
+    file = tempfile.NamedTemporaryFile(mode, dir=folder, prefix=".", suffix=".partial", delete=False)
+    try:
+        with file:
+            yield file
+        os.chmod(file.name, 0o644)  # temporary files are private; results are for sharing
+        os.replace(file.name, path)
+    finally:
+        if os.path.exists(file.name):
             os.remove(file.name)
-            raise
-    os.replace(file.name, path)

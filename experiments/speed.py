@@ -47,7 +47,7 @@ from experiments.ladder import ladder_augmentation, ladder_dropout
 from main import positive_int
 from experiments.runner import RESULTS
 from model import MODELS, get_model, options, training_for
-from train import build_model, describe_device, train_and_evaluate, write_json, write_text
+from train import build_model, compute_device, describe_device, train_and_evaluate, write_json, write_text
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
@@ -110,7 +110,7 @@ def main(argv):
               "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
     markdown = render(report)
     print("\n" + markdown)
-    name = "speed-tiny" if args.tiny else f"speed-{'cpu' if device.startswith('CPU') else 'gpu'}"
+    name = "speed-tiny" if args.tiny else f"speed-{compute_device()[0]}"
     write_json(args.out / f"{name}.json", report)
     write_text(args.out / f"{name}.md", markdown)
     print(f"Wrote {args.out / name}.json and .md")

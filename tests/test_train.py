@@ -142,7 +142,25 @@ def test_steps_per_execution_changes_how_steps_are_called_not_what_they_compute(
     dataset = tiny_dataset(data_dir)  # 6 batches an epoch: the second call of 4 steps runs out early
     one, four = (final_weights(dataset, 0, steps_per_execution=n) for n in (1, 4))
     assert all(np.array_equal(a, b) for a, b in zip(one, four))
-    assert train.default_steps_per_execution() == 1  # these tests run on a CPU
+
+
+@pytest.mark.parametrize("backend, kind, expected", [("tensorflow", "cpu", 1), ("jax", "cpu", 1), ("jax", "gpu", 16),
+                                                     ("tensorflow", "gpu", 16), ("torch", "gpu", 1)])
+def test_several_steps_per_call_by_default_on_a_gpu_only_and_never_on_pytorch(monkeypatch, backend, kind, expected):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    monkeypatch.setattr(train, "compute_device", lambda: (kind, "some device"))
+    assert train.default_steps_per_execution() == expected
+
+
+def test_a_written_file_appears_whole_and_readable_by_all_or_not_at_all(tmp_path):
+    train.write_text(tmp_path / "report.md", "# done\n")
+    assert (tmp_path / "report.md").read_text() == "# done\n"
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o644
+    with pytest.raises(KeyboardInterrupt):
+        with train.atomic_file(tmp_path / "report.md", "w") as file:
+            file.write("# half")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"] and (tmp_path / "report.md").read_text() == "# done\n"
 
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_weights(data_dir):
