@@ -338,16 +338,28 @@ def _cache_dir():
 
 
 def _save_atomically(path, **arrays):
-    """Write an .npz beside `path`, then rename it: readers never see half a file."""
+    """Write an .npz of `arrays` to `path`, whole or not at all; a disk that refuses only warns."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False)
-        try:
-            with file:
-                np.savez_compressed(file, **arrays)
-            os.replace(file.name, path)
-        finally:
-            if os.path.exists(file.name):
-                os.remove(file.name)
+        with atomic_file(path, "wb") as file:
+            np.savez_compressed(file, **arrays)
     except OSError as error:  # a read-only or full disk: work without the cache
         warnings.warn(f"Could not cache notMNIST in {path.parent} ({error}); decoding again next time.")
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode):
+    """Open a temporary file beside `path`; rename it to `path` only if the block finishes.
+
+    Readers never see half a file, and an error (even Ctrl-C) leaves nothing behind.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    file = tempfile.NamedTemporaryFile(mode, dir=folder, prefix=".", suffix=".partial", delete=False)
+    try:
+        with file:
+            yield file
+        os.chmod(file.name, 0o644)  # temporary files are private; results and caches are for sharing
+        os.replace(file.name, path)
+    finally:
+        if os.path.exists(file.name):
+            os.remove(file.name)

@@ -27,8 +27,8 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from skimage.transform import rotate
 
+from data import atomic_file
 from model import RandomAffine, RandomShift
-from train import atomic_file
 
 DPI = 100  # pixels per inch of the PNG files
 ROBUSTNESS_IMAGES = 1000  # the first N test images: the rotation curves take seconds, not minutes

@@ -9,19 +9,18 @@ A run is reproducible and survives interruptions:
   it had never stopped. The folder is removed once training has finished;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
-import contextlib
 import json
 import math
 import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from data import atomic_file
 from model import get_model
 
 OPTIMIZERS = {
@@ -351,21 +350,3 @@ def write_json(path, content):
 def write_text(path, text):
     with atomic_file(path, "w") as file:
         file.write(text)
-
-
-@contextlib.contextmanager
-def atomic_file(path, mode):
-    """Open a temporary file beside `path`; rename it to `path` only if the block finishes.
-
-    Readers never see half a file, and an error (even Ctrl-C) leaves nothing behind.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    file = tempfile.NamedTemporaryFile(mode, dir=folder, prefix=".", suffix=".partial", delete=False)
-    try:
-        with file:
-            yield file
-        os.chmod(file.name, 0o644)  # temporary files are private; results are for sharing
-        os.replace(file.name, path)
-    finally:
-        if os.path.exists(file.name):
-            os.remove(file.name)

@@ -157,7 +157,7 @@ def test_a_written_file_appears_whole_and_readable_by_all_or_not_at_all(tmp_path
     assert (tmp_path / "report.md").read_text() == "# done\n"
     assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o644
     with pytest.raises(KeyboardInterrupt):
-        with train.atomic_file(tmp_path / "report.md", "w") as file:
+        with data.atomic_file(tmp_path / "report.md", "w") as file:
             file.write("# half")
             raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"] and (tmp_path / "report.md").read_text() == "# done\n"
