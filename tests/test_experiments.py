@@ -1,7 +1,9 @@
 """experiments/: every tutorial runs end to end in --quick mode, and its models have the seed's sizes."""
 import importlib
 import json
+import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -127,6 +129,24 @@ def test_speed_benchmark_tiny_writes_its_table_and_json(tmp_path, capsys):
     assert "## Throughput" in markdown and "## What augmentation costs" in markdown and "## Speed options" in markdown
     assert "| keras.layers.RandomTranslation: Spark's shifts, stock | spark_finetuned |" in markdown
     assert "## Time to accuracy: fast_cnn" in capsys.readouterr().out
+
+
+def test_the_speed_timer_counts_training_steps_not_validation():
+    """Our loop validates every epoch and the plain reference does not: timing validation would
+    charge our loop for it. A validation made 0.5 s slower must not show in the epoch's seconds."""
+    class SlowValidation(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            time.sleep(0.5)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((64, 4), "float32"), np.zeros(64, "int32")
+    timer = speed.EpochTimer()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[timer, SlowValidation()])
+    without = list(timer.seconds)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[timer, SlowValidation()])
+    assert len(timer.seconds) == 2 and max(timer.seconds) < 0.25 + max(without)
 
 
 def test_time_to_accuracy_takes_each_seeds_cheapest_budget_that_reached_the_target():
