@@ -11,13 +11,15 @@ Five measurements on MNIST, in one process, for the backend and device it runs o
    with and without augmentation, as a ratio to a plain reference: model.fit on in-memory
    arrays, the same model without augmentation. Each timing is the fastest of REPEATS
    epochs of STEPS steps, after one more epoch that compiles: on a shared machine, the
-   fastest is the one least disturbed.
+   fastest is the one least disturbed. Only training steps are timed: our loop validates
+   after each epoch, the reference does not.
 2. What each augmentation costs, as a share of a training step of the network it feeds:
    this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"), and
    Keras's stock RandomTranslation for comparison. The network with and without it train
    one epoch each in turn, PAIRS times; each pair's ratio compares epochs a few seconds
-   apart, so a machine whose speed drifts (this project's CPU flips between two speeds
-   almost 2x apart) slows both alike. The median pair counts.
+   apart, so a machine whose speed drifts slows both alike (TensorFlow on this project's
+   2-core CPU runs some epochs of a plain model.fit on one core, at half the speed: see
+   train.ShuffledBatches). The median pair counts.
 3. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
    training run per epoch budget (the one-cycle schedule fits the budget), each scored on
    the test set once it is over. The time is the whole call: model building, compilation,
