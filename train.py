@@ -45,7 +45,7 @@ def compute_device():
         first = jax.devices()[0]
         if first.platform != "cpu":
             return first.platform, first.device_kind
-    elif backend == "tensorflow":  # TensorFlow-only calls live here and in seed_everything
+    elif backend == "tensorflow":  # TensorFlow-only calls live here, in seed_everything and ShuffledBatches
         import tensorflow as tf
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -131,7 +131,7 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     if checkpoint.initial_epoch and verbose:
         print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
     start = time.perf_counter()
-    model.fit(batches, shuffle=False,  # `batches` shuffles itself, reproducibly
+    model.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
               epochs=settings["epochs"], initial_epoch=checkpoint.initial_epoch,
               validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
               callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.get("callbacks", [])],
@@ -232,11 +232,7 @@ class ShuffledBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, batch_size, seed):
-        # On TensorFlow, two threads cut the batches ahead of the training step: fed one at a time
-        # (through tf.data), this project's 2-core CPU ran whole epochs on one core now and then
-        # (spark_baseline: 20 s epochs among 13 s ones). On JAX the threads' hand-over costs more
-        # than it saves (0.3 ms per step on the CPU).
-        super().__init__(workers=2 if keras.backend.backend() == "tensorflow" else 1)
+        super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.reshuffle = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: self.shuffle(epoch))
         self.shuffle(0)
@@ -250,6 +246,25 @@ class ShuffledBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         return self.x[chosen], self.y[chosen]
+
+    def for_fit(self):
+        """What to give model.fit: these batches, on TensorFlow through a tf.data pipeline with
+        its autotuning off.
+
+        Keras feeds a PyDataset to TensorFlow through tf.data with autotuning on, and on this
+        project's 2-core CPU that ran whole epochs on one core, at half the speed (spark_baseline,
+        4-epoch runs: 5 of 16 epochs with autotuning, 0 of 24 without).
+        """
+        if keras.backend.backend() != "tensorflow":
+            return self
+        import tensorflow as tf
+        signature = tuple(tf.TensorSpec((None, *array.shape[1:]), array.dtype) for array in (self.x, self.y))
+        batches = tf.data.Dataset.from_generator(lambda: (self[i] for i in range(len(self))),
+                                                 output_signature=signature)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        # The length tells Keras an epoch's steps; one batch is cut while the step before it runs.
+        return batches.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(1).with_options(options)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -288,7 +288,7 @@ def train_task_b_frozen_then_unfrozen(step, dataset, settings, seed, verbose):
                          metrics=["accuracy"])
     frozen_epochs = fixed_or_quick(step, settings, FROZEN_EPOCHS)
     batches = ShuffledBatches(dataset_b.x_train, dataset_b.y_train, settings["batch_size"], seed)
-    model_b_on_a.fit(batches, shuffle=False, epochs=frozen_epochs, verbose=verbose,
+    model_b_on_a.fit(batches.for_fit(), shuffle=False, epochs=frozen_epochs, verbose=verbose,
                      validation_data=(dataset_b.x_val, dataset_b.y_val), callbacks=[batches.reshuffle, StopOnNaN()])
 
     for layer in model_b_on_a.layers[:-1]:

@@ -17,9 +17,10 @@ Five measurements on MNIST, in one process, for the backend and device it runs o
    this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"), and
    Keras's stock RandomTranslation for comparison. The network with and without it train
    one epoch each in turn, PAIRS times; each pair's ratio compares epochs a few seconds
-   apart, so a machine whose speed drifts slows both alike (TensorFlow on this project's
-   2-core CPU runs some epochs of a plain model.fit on one core, at half the speed: see
-   train.ShuffledBatches). The median pair counts.
+   apart, so a machine whose speed drifts slows both alike. They are fed as our training
+   loop feeds a model (train.ShuffledBatches.for_fit: on TensorFlow, without the tf.data
+   autotuning that runs some epochs on one core on this project's 2-core CPU). The median
+   pair counts.
 3. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
    training run per epoch budget (the one-cycle schedule fits the budget), each scored on
    the test set once it is over. The time is the whole call: model building, compilation,
@@ -49,7 +50,8 @@ from experiments.ladder import ladder_augmentation, ladder_dropout
 from main import positive_int
 from experiments.runner import RESULTS
 from model import MODELS, get_model, options, training_for
-from train import build_model, compute_device, describe_device, train_and_evaluate, write_json, write_text
+from train import (ShuffledBatches, build_model, compute_device, describe_device, train_and_evaluate, write_json,
+                   write_text)
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
@@ -244,12 +246,13 @@ def alternating_epochs(models, batch_sizes, x, y, rounds):
     """Seconds per epoch: an array (rounds, models). Each round trains each model one epoch in
     turn, so epochs compared within a round are seconds apart, and a machine whose speed
     drifts slows them alike. Each model's first epoch compiles and is not timed."""
-    for model, batch_size in zip(models, batch_sizes):
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    feeds = [ShuffledBatches(x, y, batch_size, seed=0).for_fit() for batch_size in batch_sizes]
+    for model, feed in zip(models, feeds):
+        model.fit(feed, shuffle=False, epochs=1, verbose=0)
     timer, seconds = EpochTimer(), []
     for _ in range(rounds):
-        for model, batch_size in zip(models, batch_sizes):
-            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, callbacks=[timer])
+        for model, feed in zip(models, feeds):
+            model.fit(feed, shuffle=False, epochs=1, verbose=0, callbacks=[timer])
             seconds.append(timer.seconds[0])
     return np.array(seconds).reshape(rounds, len(models))
 

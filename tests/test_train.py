@@ -202,6 +202,27 @@ def test_shuffled_batches_depend_on_seed_and_epoch_only():
     assert not np.array_equal(epoch_0, epoch_5)
 
 
+def test_fit_draws_each_batch_once_per_epoch_after_that_epoch_is_shuffled(data_dir, monkeypatch):
+    drawn = []  # (the epoch whose order was in place, batch index), as fit cut each batch
+    shuffle, cut = train.ShuffledBatches.shuffle, train.ShuffledBatches.__getitem__
+
+    def shuffle_and_note(self, epoch):
+        self.epoch = epoch
+        shuffle(self, epoch)
+
+    def cut_and_note(self, index):
+        drawn.append((self.epoch, index))
+        return cut(self, index)
+
+    monkeypatch.setattr(train.ShuffledBatches, "shuffle", shuffle_and_note)
+    monkeypatch.setattr(train.ShuffledBatches, "__getitem__", cut_and_note)
+    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=3)
+    train.train_and_evaluate("l42_mlp", tiny_dataset(data_dir), settings, verbose=0)
+    # Every batch of every epoch was cut in that epoch's order, and none in an earlier one. (Keras
+    # may cut a batch twice: JAX's trainer reads the first one to build the model.)
+    assert set(drawn) == {(epoch, index) for epoch in range(3) for index in range(BATCHES_PER_EPOCH)}
+    assert [epoch for epoch, _ in drawn] == sorted(epoch for epoch, _ in drawn)
+
 def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
     run = run_main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--optimizer", "sgd",
                     "--learning-rate", "1e12", "--batch-size", "16", "--epochs", "3",
