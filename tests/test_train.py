@@ -202,7 +202,7 @@ def test_shuffled_batches_depend_on_seed_and_epoch_only():
     assert not np.array_equal(epoch_0, epoch_5)
 
 
-def test_fit_draws_each_batch_once_per_epoch_after_that_epoch_is_shuffled(data_dir, monkeypatch):
+def test_fit_cuts_every_batch_in_its_own_epochs_order(data_dir, monkeypatch):
     drawn = []  # (the epoch whose order was in place, batch index), as fit cut each batch
     shuffle, cut = train.ShuffledBatches.shuffle, train.ShuffledBatches.__getitem__
 
@@ -222,6 +222,7 @@ def test_fit_draws_each_batch_once_per_epoch_after_that_epoch_is_shuffled(data_d
     # may cut a batch twice: JAX's trainer reads the first one to build the model.)
     assert set(drawn) == {(epoch, index) for epoch in range(3) for index in range(BATCHES_PER_EPOCH)}
     assert [epoch for epoch, _ in drawn] == sorted(epoch for epoch, _ in drawn)
+
 
 def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
     run = run_main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--optimizer", "sgd",
