@@ -9,21 +9,20 @@ Each model trains on the training split, watches the validation split (for early
 stopping), and is scored once on the test set when its training is over.
 """
 import argparse
-import hashlib
-import inspect
-import json
 import os
 import shutil
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+import quiet
 
-import keras
+quiet.import_keras()  # before any other module imports it: TensorFlow's start-up notes stay off the terminal
 
-from data import CLASS_NAMES, DataError, load_dataset
-from model import MODELS, options, training_for
-from train import OPTIMIZERS, PRECISIONS, TrainingError, describe_device, scaled_learning_rate, \
-    train_and_evaluate, write_json
+import keras  # noqa: E402
+
+from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
+from model import MODELS, options  # noqa: E402
+from train import OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoint_folder, describe_device, \
+    scaled_learning_rate, train_and_evaluate, training_for, write_json  # noqa: E402
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
@@ -45,16 +44,6 @@ def save_model(model, folder, name):
     partial = os.path.join(folder, f".{name}.partial.keras")  # Keras insists on the suffix
     model.save(partial)
     os.replace(partial, os.path.join(folder, f"{name}.keras"))
-
-
-def checkpoint_folder(root, name, dataset, settings, hyperparameters, seed, limit):
-    """One folder per distinct run: the same command finds its own checkpoint again.
-
-    The model's source code is part of the key, so editing model.py starts afresh.
-    """
-    recipe = json.dumps([dataset, settings, hyperparameters, seed, limit], sort_keys=True)
-    digest = hashlib.sha256((recipe + inspect.getsource(MODELS[name])).encode()).hexdigest()[:10]
-    return os.path.join(root, f"{dataset}-{name}-seed{seed}-{digest}")
 
 
 def non_negative_int(text):
@@ -141,25 +130,28 @@ def parse_args(argv=None):
 
 
 def settings_for(name, args):
-    """The tutorial's training settings for `name`, with the command line's overrides."""
-    settings = training_for(name)
-    tuned_batch_size = settings["batch_size"]
-    for key in ("optimizer", "learning_rate", "batch_size", "epochs", "patience", "precision",
-                "steps_per_execution"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    """The tutorial's training settings for `name` (a train.Training), with the command line's overrides."""
+    tutorial = training_for(name)
+    flags = ("optimizer", "learning_rate", "batch_size", "epochs", "patience", "precision", "steps_per_execution")
+    settings = tutorial.replace(**{flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None})
     if args.scale_learning_rate:
-        settings["learning_rate"] = scaled_learning_rate(settings["learning_rate"], settings["optimizer"],
-                                                         settings["batch_size"], tuned_batch_size)
-    if args.early_stopping:
-        settings.setdefault("patience", DEFAULT_PATIENCE)
+        settings = settings.replace(learning_rate=scaled_learning_rate(
+            settings.learning_rate, settings.optimizer, settings.batch_size, tutorial.batch_size))
+    if args.early_stopping and settings.patience is None:
+        settings = settings.replace(patience=DEFAULT_PATIENCE)
     elif args.early_stopping is False:
-        settings.pop("patience", None)
+        settings = settings.replace(patience=None)
     return settings
 
 
 def main(argv=None):
     args = parse_args(argv)
+    settings = {}  # every model's first: a mistyped entry in model.TRAINING stops the run before it starts
+    for name in args.model:
+        try:
+            settings[name] = settings_for(name, args)
+        except SettingError as error:
+            sys.exit(f"error: {name}: {error}")
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, on {describe_device()}")
     try:
         dataset = load_dataset(args.dataset, args.data_dir, seed=args.seed, limit=args.limit)
@@ -172,14 +164,12 @@ def main(argv=None):
                        if getattr(args, option) is not None}
     results, models = [], []
     for name in args.model:
-        settings = settings_for(name, args)
-        print(f"\n=== {name}: {settings}")
-        checkpoints = checkpoint_folder(args.checkpoints, name, args.dataset, settings, hyperparameters,
-                                        args.seed, args.limit)
+        print(f"\n=== {name}: {settings[name]}")
+        checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters, args.seed)
         if args.fresh:
             shutil.rmtree(checkpoints, ignore_errors=True)
         try:
-            model, result = train_and_evaluate(name, dataset, settings, args.seed, hyperparameters,
+            model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
                                                checkpoints, verbose=1 if sys.stdout.isatty() else 2)
         except KeyboardInterrupt:
             print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "

@@ -19,9 +19,7 @@ class RandomShift(layers.Layer):
     The Spark tutorial's ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1),
     done on the device inside the training step. Like that generator (Keras 2 resampled
     with order=0), it moves images by whole pixels, so they stay as sharp as the test
-    images. A shift is a product with a shifted identity matrix, so shifting a batch costs
-    two small batched matrix products: far cheaper than keras.layers.RandomTranslation's
-    general affine transform. Pixels shifted in from outside are 0 (the background).
+    images. Pixels shifted in from outside are 0 (the background).
     """
 
     def __init__(self, factor=0.1, seed=None, **kwargs):
@@ -35,23 +33,20 @@ class RandomShift(layers.Layer):
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
         dy, dx = (ops.round(self.factor * size * keras.random.uniform(  # nearest whole pixel
             (batch,), -1, 1, seed=self.seed_generator)) for size in (height, width))
-        rows, cols = shift_matrices(dy, height, images.dtype), shift_matrices(dx, width, images.dtype)
-        images = ops.einsum("bij,bjwc->biwc", rows, images)  # move rows down by dy
-        return ops.einsum("bkw,biwc->bikc", cols, images)  # move columns right by dx
+        return self.move(images, dy, dx)
+
+    def move(self, images, dy, dx):
+        """Each image moved down by its dy and right by its dx pixels (whole numbers)."""
+        zeros, ones = ops.zeros_like(dx), ops.ones_like(dx)
+        # Output pixel (x, y) = (column, row) reads input pixel (x - dx, y - dy).
+        transform = ops.stack([ones, zeros, -dx, zeros, ones, -dy, zeros, zeros], axis=1)
+        return ops.image.affine_transform(images, transform, interpolation="nearest", fill_mode="constant")
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "seed": self.seed}
-
-
-def shift_matrices(shifts, size, dtype):
-    """One (size x size) matrix per shift s: row i interpolates source pixel i - s."""
-    positions = ops.arange(size, dtype="float32")
-    source = positions[None, :, None] - ops.cast(shifts, "float32")[:, None, None]
-    weights = ops.relu(1.0 - ops.abs(positions[None, None, :] - source))
-    return ops.cast(weights, dtype)
 
 
 @keras.saving.register_keras_serializable(package="improve_your_network")
@@ -61,7 +56,7 @@ class RandomAffine(layers.Layer):
     "Beating MNIST"'s ImageDataGenerator(rotation_range=10, shear_range=0.1, zoom_range=0.1),
     done on the device inside the training step. rotation: degrees; shear: radians; zoom:
     each axis is scaled by a factor in [1 - zoom, 1 + zoom], drawn separately. One affine
-    map per image does all three (see affine_transform): far cheaper than chaining
+    map per image does all three (see affine_transform), rather than a chain of
     keras.layers.RandomRotation, RandomShear and RandomZoom.
     """
 
@@ -78,6 +73,9 @@ class RandomAffine(layers.Layer):
         angle = uniform(-1.0, 1.0) * self.rotation * np.pi / 180
         shear = uniform(-self.shear, self.shear)
         zoom_rows, zoom_cols = uniform(1 - self.zoom, 1 + self.zoom), uniform(1 - self.zoom, 1 + self.zoom)
+        return self.warp(images, angle, shear, zoom_rows, zoom_cols)
+
+    def warp(self, images, angle, shear, zoom_rows, zoom_cols):
         return affine_transform(images, angle, shear, zoom_rows, zoom_cols)
 
     def compute_output_shape(self, input_shape):
@@ -93,32 +91,42 @@ def affine_transform(images, angle, shear, zoom_rows, zoom_cols):
     scaled by `zoom_rows` and `zoom_cols`, about its centre; each argument has shape (batch, 1).
 
     The map (rotation @ shear @ zoom, composed as Keras 1 did) gives the source of every
-    output pixel, read by bilinear interpolation from its four neighbours (Keras 1 took the
-    nearest one): four gathers per batch. Pixels from outside the image take the nearest
-    edge pixel (Keras 1's default fill_mode="nearest"), which is right for standardised
-    images too. A zoom factor above 1 reads a larger area: the digit shrinks.
+    output pixel, which keras.ops.image.affine_transform reads by bilinear interpolation
+    (Keras 1 took the nearest pixel). Pixels from outside the image take the nearest edge
+    pixel (Keras 1's default fill_mode="nearest"), which is right for standardised images
+    too. A zoom factor above 1 reads a larger area: the digit shrinks.
     """
-    batch, height, width, channels = ops.shape(images)[0], *images.shape[1:]
-    # Output pixel (row, col), relative to the centre, reads the source pixel matrix @ (row, col).
-    centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
-    rows, cols = np.meshgrid(np.arange(height) - centre_row, np.arange(width) - centre_col, indexing="ij")
-    rows, cols = (ops.convert_to_tensor(x.reshape(1, -1), "float32") for x in (rows, cols))
-    source_row = zoom_rows * ops.cos(angle) * rows - zoom_cols * ops.sin(angle + shear) * cols + centre_row
-    source_col = zoom_rows * ops.sin(angle) * rows + zoom_cols * ops.cos(angle + shear) * cols + centre_col
-    source_row, source_col = ops.clip(source_row, 0, height - 1), ops.clip(source_col, 0, width - 1)
+    centre_row, centre_col = (images.shape[1] - 1) / 2, (images.shape[2] - 1) / 2
+    # Output pixel (x, y) = (column, row) reads input pixel (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    a0, a1 = zoom_cols * ops.cos(angle + shear), zoom_rows * ops.sin(angle)
+    b0, b1 = -zoom_cols * ops.sin(angle + shear), zoom_rows * ops.cos(angle)
+    a2, b2 = centre_col - a0 * centre_col - a1 * centre_row, centre_row - b0 * centre_col - b1 * centre_row
+    transform = ops.concatenate([a0, a1, a2, b0, b1, b2, ops.zeros_like(a0), ops.zeros_like(a0)], axis=1)
+    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
 
-    row_0, col_0 = ops.floor(source_row), ops.floor(source_col)
-    row_weight, col_weight = (source_row - row_0)[..., None], (source_col - col_0)[..., None]
-    row_0, col_0 = ops.cast(row_0, "int32"), ops.cast(col_0, "int32")
-    row_1, col_1 = ops.minimum(row_0 + 1, height - 1), ops.minimum(col_0 + 1, width - 1)
-    pixels = ops.reshape(ops.cast(images, "float32"), (batch, height * width, channels))
-    def at(row, col):
-        index = ops.broadcast_to((row * width + col)[..., None], (batch, height * width, channels))
-        return ops.take_along_axis(pixels, index, axis=1)
-    top = at(row_0, col_0) * (1 - col_weight) + at(row_0, col_1) * col_weight
-    bottom = at(row_1, col_0) * (1 - col_weight) + at(row_1, col_1) * col_weight
-    out = top * (1 - row_weight) + bottom * row_weight
-    return ops.cast(ops.reshape(out, (batch, height, width, channels)), images.dtype)
+
+ACTIVATION_LAYERS = {"leaky_relu": layers.LeakyReLU, "prelu": layers.PReLU, "elu": layers.ELU}
+
+
+def activation_layer(name, **options):
+    """A hidden layer's nonlinearity as a layer, by name: one of ACTIVATION_LAYERS (leaky_relu:
+    slope 0.3 unless `negative_slope` says otherwise; prelu: learned slopes; elu: alpha 1),
+    or any Keras activation ("relu", "sigmoid", ...). `options` go to the layer."""
+    if name in ACTIVATION_LAYERS:
+        return ACTIVATION_LAYERS[name](**options)
+    return layers.Activation(name, **options)
+
+
+def averaged(members, name="averaged"):
+    """One model whose prediction is the mean of the trained `members`' predictions (an ensemble).
+
+    The members are renamed member_1, member_2, ...: names must be unique within a model.
+    """
+    for number, member in enumerate(members, 1):
+        member.name = f"member_{number}"
+    inp = keras.Input(shape=members[0].input_shape[1:])
+    out = layers.Average()([member(inp) for member in members])
+    return keras.Model(inputs=inp, outputs=out, name=name)
 
 
 def l42_mlp(input_shape, num_classes, hidden_size=128):
@@ -223,12 +231,9 @@ MODELS = {
     "fast_cnn": fast_cnn,
 }
 
-# How a model trains when TRAINING has no entry for it.
-DEFAULT_TRAINING = dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=10)
-
-# How each tutorial trained its model; main.py's flags override any of these.
-# `patience` turns on early stopping on the validation loss, keeping the best weights;
-# see train.train_and_evaluate for the other settings.
+# How each tutorial trained its model: train.Training's settings, where not its defaults (Adam,
+# learning rate 0.001, batch 128, 10 epochs, no early stopping). main.py's flags override any of
+# them; `patience` turns on early stopping on the validation loss, keeping the best weights.
 TRAINING = {
     "l42_mlp": dict(optimizer="sgd", learning_rate=0.01, batch_size=128, epochs=20),
     "spark_baseline": dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=12),
@@ -237,11 +242,6 @@ TRAINING = {
     "fast_cnn": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=6, one_cycle=True,
                      label_smoothing=0.1),
 }
-
-
-def training_for(model):
-    """A copy of the settings `model` (a name or a builder) trains with: TRAINING's, else the default."""
-    return dict(TRAINING.get(model, DEFAULT_TRAINING))
 
 
 def get_model(model, input_shape, num_classes, **hyperparameters):

@@ -25,9 +25,8 @@ from keras import layers, ops
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # the non-interactive backend
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
-from skimage.transform import rotate
 
-from data import atomic_file
+from data import atomic_file, rotated
 from model import RandomAffine, RandomShift
 
 DPI = 100  # pixels per inch of the PNG files
@@ -66,10 +65,10 @@ def plot_all(folder, dataset, results, models):
 
     # Every model sees the same rotated images: rotate once, predict once per model.
     subset = slice(0, ROBUSTNESS_IMAGES)
-    rotated = rotate_images(dataset.x_test[subset], ANGLES)
-    accuracies = [accuracy_per_angle(predictor(m), rotated, labels[subset]) for m in models]
+    turned = rotate_images(dataset.x_test[subset], ANGLES)
+    accuracies = [accuracy_per_angle(predictor(m), turned, labels[subset]) for m in models]
     plot_robustness(ANGLES, accuracies, names, f"{title}: test accuracy of rotated images "
-                    f"({len(rotated[0])} test images)", path("robustness"))
+                    f"({len(turned[0])} test images)", path("robustness"))
     written.append(path("robustness"))
 
     for name, keras_model in zip(names, models):
@@ -275,15 +274,14 @@ def plot_augmentation(originals, augmented, title, path):
 # --- Robustness to rotation ------------------------------------------------------------
 
 def rotate_images(images, angles=ANGLES):
-    """Every image rotated by every angle (degrees, counter-clockwise, about the centre; the
-    corners that come in are 0, the background). Returns shape (len(angles), *images.shape)."""
-    return np.stack([np.stack([rotate(image, angle) for image in images]) for angle in angles]).astype(images.dtype)
+    """Every image rotated by every angle (data.rotated). Returns shape (len(angles), *images.shape)."""
+    return np.stack([rotated(images, np.full(len(images), angle)) for angle in angles])
 
 
-def accuracy_per_angle(predict, rotated, labels):
-    """The accuracy on each angle's images; `predict` maps images to class probabilities."""
-    angles, count = rotated.shape[:2]
-    predicted = predict(rotated.reshape(angles * count, *rotated.shape[2:])).argmax(-1)  # one batch: fast
+def accuracy_per_angle(predict, turned, labels):
+    """The accuracy on each angle's images (rotate_images); `predict` maps images to class probabilities."""
+    angles, count = turned.shape[:2]
+    predicted = predict(turned.reshape(angles * count, *turned.shape[2:])).argmax(-1)  # one batch: fast
     return (predicted.reshape(angles, count) == labels).mean(axis=1)
 
 

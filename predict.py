@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+import quiet
+
+quiet.import_keras()  # before any other module imports it: TensorFlow's start-up notes stay off the terminal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError

@@ -1,5 +1,11 @@
 """Train and test one model: the training loop that main.py and the experiments share.
 
+    settings = training_for("spark_baseline")            # model.TRAINING's, over Training's defaults
+    network, result = train_and_evaluate("spark_baseline", dataset, settings, seed=0)
+
+train_and_evaluate is four steps, which an experiment can also call one by one (to freeze
+layers between two fits, say): build_model, compile_model, fit and evaluate.
+
 A run is reproducible and survives interruptions:
 - `seed` fixes everything random: the initial weights, dropout, augmentation, and the
   order of the training images, which depends on (seed, epoch) only;
@@ -7,21 +13,27 @@ A run is reproducible and survives interruptions:
   random generators, early stopping, history) is saved. A run killed at any moment and
   started again with the same arguments carries on from the last completed epoch, as if
   it had never stopped. The folder is removed once training has finished;
+  checkpoint_folder names one folder per distinct run;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
+import dataclasses
+import functools
+import hashlib
+import inspect
 import json
 import math
 import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from data import atomic_file
-from model import get_model
+from model import TRAINING, get_model
 
 OPTIMIZERS = {
     "sgd": keras.optimizers.SGD,
@@ -35,6 +47,244 @@ OPTIMIZERS = {
 ONE_CYCLE_WARMUP = 0.2  # the fraction of a one-cycle run spent warming up
 # Keras dtype policies: mixed ones compute in 16 bits and keep the weights in float32.
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
+# The project's modules that build and train a model: editing one starts a checkpointed run afresh.
+SOURCES = [Path(__file__).with_name(name) for name in ("data.py", "model.py", "train.py")]
+
+
+class TrainingError(Exception):
+    """Training cannot go on; the message says why."""
+
+
+class SettingError(ValueError):
+    """A training setting that does not exist, or a value it cannot take; the message names it."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a model trains: every setting, with its default.
+
+    model.TRAINING gives, per model, the settings that differ from these (training_for);
+    `settings.replace(epochs=3)` is a copy with some changed. An unknown setting, or a value
+    a setting cannot take, raises a SettingError naming it.
+    """
+    optimizer: object = "adam"  # a name in OPTIMIZERS, or a function returning a fresh optimizer
+    learning_rate: object = 0.001  # a number, or a keras.optimizers.schedules.LearningRateSchedule
+    batch_size: int = 128
+    epochs: int = 10  # at most, with early stopping
+    patience: int = None  # early stopping: epochs without a lower validation loss; None: off
+    loss: object = "sparse_categorical_crossentropy"  # a Keras loss name, or a function
+    label_smoothing: float = 0.0  # with integer labels: see SmoothedCrossentropy
+    one_cycle: bool = False  # warm the learning rate up to its peak, then anneal it to 0 by the last epoch
+    optimizer_options: dict = field(default_factory=dict)  # e.g. momentum=0.9, clipnorm=1.0
+    callbacks: tuple = ()  # functions, each returning a fresh Keras callback
+    precision: str = "float32"  # one of PRECISIONS
+    steps_per_execution: int = None  # training steps per call into the compiled step; None: default_steps_per_execution()
+
+    def __post_init__(self):
+        def refuse(name, needs):
+            raise SettingError(f"training setting {name}: {needs}, got {getattr(self, name)!r}")
+
+        def positive_int(name, optional=False):
+            value = getattr(self, name)
+            if not (optional and value is None) and not (type(value) is int and value > 0):
+                refuse(name, "must be a positive integer" + (" or None" if optional else ""))
+
+        if not (callable(self.optimizer) or self.optimizer in OPTIMIZERS):
+            refuse("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, or a function returning an optimizer")
+        if not (isinstance(self.learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+                or (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0)):
+            refuse("learning_rate", "must be a positive number or a learning-rate schedule")
+        positive_int("batch_size")
+        positive_int("epochs")
+        positive_int("patience", optional=True)
+        positive_int("steps_per_execution", optional=True)
+        if not callable(self.loss):
+            try:
+                keras.losses.get(self.loss)
+            except (ValueError, TypeError):
+                refuse("loss", "must be a Keras loss name or a function")
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            refuse("label_smoothing", "must be at least 0 and below 1")
+        if not isinstance(self.one_cycle, bool):
+            refuse("one_cycle", "must be True or False")
+        if not isinstance(self.optimizer_options, dict):
+            refuse("optimizer_options", "must be a dict of the optimizer's keyword arguments")
+        if not (isinstance(self.callbacks, (list, tuple)) and all(map(callable, self.callbacks))):
+            refuse("callbacks", "must be a list of functions, each returning a callback")
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))  # frozen: a list would not be
+        if self.precision not in PRECISIONS:
+            refuse("precision", f"must be one of {', '.join(PRECISIONS)}")
+
+    def replace(self, **changes):
+        """A copy with `changes`; an unknown setting is refused, with the known ones listed."""
+        known = [setting.name for setting in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise SettingError(f"unknown training setting {', '.join(unknown)}: the settings are {', '.join(known)}")
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self):
+        """The settings that differ from the defaults, and always the four every run has."""
+        default = Training()
+        shown = [setting.name for setting in dataclasses.fields(self)
+                 if setting.name in ("optimizer", "learning_rate", "batch_size", "epochs")
+                 or getattr(self, setting.name) != getattr(default, setting.name)]
+        return ", ".join(f"{name}={describe(getattr(self, name))}" for name in shown)
+
+
+def training_for(model):
+    """How `model` (a name in model.MODELS or a builder) trains: its model.TRAINING settings, if any,
+    over Training's defaults."""
+    return Training().replace(**TRAINING.get(model, {}))
+
+
+def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
+                       checkpoint_dir=None, verbose=1):
+    """Build, train and test one model; return it with a dict of its results (see evaluate).
+
+    model: a name in model.MODELS, or a function (input_shape, num_classes, **hyperparameters).
+    settings: a Training.
+    """
+    seed_everything(seed)
+    network = build_model(model, dataset, settings.precision, hyperparameters)
+    if verbose:
+        network.summary()
+    compile_model(network, settings, len(dataset.x_train))
+    training = fit(network, dataset, settings, seed, checkpoint_dir, verbose)
+    return network, evaluate(network, dataset, training, name=model_name(model))
+
+
+def build_model(model, dataset, precision="float32", hyperparameters=None):
+    """The model, its layers computing in `precision`: a Keras dtype policy such as "mixed_bfloat16"."""
+    default = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # layers take the policy in force when they are made
+    try:
+        return get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
+    finally:
+        keras.config.set_dtype_policy(default)
+
+
+def compile_model(network, settings, train_images):
+    """Compile `network` with the optimizer and loss of `settings`, for `train_images` images an epoch."""
+    loss = keras.losses.get(settings.loss)
+    if settings.label_smoothing:
+        loss = SmoothedCrossentropy(settings.label_smoothing)
+    metrics = ["accuracy"]
+    if has_weight_penalty(network):
+        # The loss once more as a metric: the data term alone, without the weight penalties
+        # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
+        # grows while the fit to the data improves is not overfitting.
+        metrics.append(DataLoss(loss))
+    steps = settings.epochs * math.ceil(train_images / settings.batch_size)
+    network.compile(optimizer=make_optimizer(settings, steps), loss=loss, metrics=metrics,
+                    steps_per_execution=settings.steps_per_execution or default_steps_per_execution())
+
+
+def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
+    """Train a compiled `network` on the training split, validating on the validation split after
+    every epoch; return how it went (see evaluate). With `settings.patience`, stop once the
+    validation data loss has not improved for that many epochs and keep the best epoch's weights."""
+    batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings.batch_size, seed)
+    early_stopping = None
+    if settings.patience:
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_data_loss" if has_weight_penalty(network) else "val_loss", mode="min",
+            patience=settings.patience, restore_best_weights=True)
+    checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
+    create_training_variables(network, dataset)
+    if checkpoint.initial_epoch and verbose:
+        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
+    start = time.perf_counter()
+    network.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
+                epochs=settings.epochs, initial_epoch=checkpoint.initial_epoch,
+                validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
+                callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.callbacks],
+                           *filter(None, [early_stopping]), checkpoint])
+    train_seconds = time.perf_counter() - start + checkpoint.seconds_before
+    checkpoint.remove()
+
+    history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
+    epochs_run = len(checkpoint.history)
+    # With early stopping the best epoch's weights are back in place: report that epoch.
+    best = early_stopping.best_epoch if early_stopping else epochs_run - 1
+    return {"epochs_run": epochs_run, "best_epoch": best + 1, "train_seconds": round(train_seconds, 1),
+            "train_accuracy": history["accuracy"][best],  # running mean while training
+            "history": history}  # per epoch: loss, accuracy (data_loss with a weight penalty), and val_ of each
+
+
+def create_training_variables(network, dataset):
+    """Create the optimizer's and the metrics' variables of a compiled `network` now.
+
+    Keras on TensorFlow creates them while it traces the first training step, and TensorFlow
+    traces a step that creates variables twice: made here, the step is traced once, and training
+    starts sooner (a third sooner for spark_finetuned on a CPU). What is computed does not change.
+    """
+    images, labels = dataset.x_train[:1], dataset.y_train[:1]
+    network.optimizer.build(network.trainable_variables)
+    predictions = network(images)  # training=False: no dropout or augmentation, no random draw
+    network.compute_loss(images, labels, predictions)
+    network.compute_metrics(images, labels, predictions, sample_weight=None)
+    network.reset_metrics()  # forget the image the metrics were made on
+
+
+def evaluate(network, dataset, training=None, name=None):
+    """The results of a trained `network`: its name (default: the Keras model's) and size, how it
+    trained (fit's dict, if any), and its accuracy and loss on the validation and test splits.
+    The test split is read here only."""
+    val = network.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)
+    test = network.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
+    return {"name": name or network.name, "params": network.count_params(), **(training or {}),
+            "val_accuracy": val["accuracy"], "val_loss": val["loss"],
+            "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
+
+
+def model_name(model):
+    """A name in model.MODELS as it is; a builder function by its name."""
+    return model if isinstance(model, str) else model.__name__
+
+
+def has_weight_penalty(network):
+    """Whether the loss includes weight penalties (L2, ...), so that it differs from the data loss."""
+    return bool(network.losses)
+
+
+def checkpoint_folder(root, model, dataset, settings, hyperparameters=None, seed=0):
+    """The folder of one run's checkpoint, under `root`: the same run finds its own again.
+
+    Its name holds a hash of everything that changes what the run computes: the model, its
+    hyperparameters, the settings, the seed, the data itself, and the source of the modules
+    that build and train it (SOURCES, and the model's own module). Change any of them and the
+    run starts afresh instead of resuming a checkpoint made by other code or other data.
+    """
+    digest = hashlib.sha256(json.dumps(describe([model, hyperparameters, settings, seed]), sort_keys=True).encode())
+    digest.update(dataset.fingerprint().encode())
+    sources = set(SOURCES) if isinstance(model, str) else {*SOURCES, Path(inspect.getsourcefile(model))}
+    for source in sorted(sources):
+        digest.update(source.read_bytes())
+    return Path(root) / f"{dataset.name}-{model_name(model)}-seed{seed}-{digest.hexdigest()[:10]}"
+
+
+def describe(value):
+    """`value` as JSON data that is the same from one run to the next: functions and classes by
+    module and name (a partial with its arguments, a closure with its values), Keras objects by
+    their config. For checkpoint keys and reports."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): describe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [describe(item) for item in value]
+    if dataclasses.is_dataclass(value):
+        return {setting.name: describe(getattr(value, setting.name)) for setting in dataclasses.fields(value)}
+    if isinstance(value, functools.partial):
+        return {"partial": describe(value.func), "args": describe(value.args), "keywords": describe(value.keywords)}
+    if callable(value) and hasattr(value, "__qualname__"):  # a function or a class
+        name = f"{value.__module__}.{value.__qualname__}"
+        closure = [cell.cell_contents for cell in getattr(value, "__closure__", None) or ()]
+        return {"function": name, "closure": describe(closure)} if closure else name
+    if hasattr(value, "get_config"):  # a Keras loss, schedule, optimizer, ...
+        return {"class": f"{type(value).__module__}.{type(value).__qualname__}", "config": describe(value.get_config())}
+    return repr(value)
 
 
 def compute_device():
@@ -90,85 +340,6 @@ def scaled_learning_rate(learning_rate, optimizer, batch_size, tuned_batch_size)
     return learning_rate * (ratio if optimizer == "sgd" else math.sqrt(ratio))
 
 
-class TrainingError(Exception):
-    """Training cannot go on; the message says why."""
-
-
-def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
-                       checkpoint_dir=None, verbose=1):
-    """Build, train and test one model; return it with a dict of its results.
-
-    model: a name in model.MODELS, or a function (input_shape, num_classes, **hyperparameters).
-    settings: optimizer (a name, or a function returning an optimizer), learning_rate,
-        batch_size, epochs and, optionally, patience (early stopping), loss,
-        label_smoothing (with integer labels), one_cycle (True: warm the learning rate up to
-        learning_rate, then anneal it to 0 by the last epoch), optimizer_options (e.g.
-        momentum), callbacks (functions returning callbacks), and two speed options:
-        precision (one of PRECISIONS, default float32) and steps_per_execution (default:
-        default_steps_per_execution()).
-    """
-    seed_everything(seed)
-    name = model if isinstance(model, str) else model.__name__
-    model = build_model(model, dataset, settings.get("precision", "float32"), hyperparameters)
-    if verbose:
-        model.summary()
-    loss = keras.losses.get(settings.get("loss", "sparse_categorical_crossentropy"))
-    if settings.get("label_smoothing"):
-        loss = SmoothedCrossentropy(settings["label_smoothing"])
-    batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings["batch_size"], seed)
-    # The loss once more as a metric: the data term alone, without the weight penalties
-    # (L2, ...) that the loss includes. Early stopping watches this one: a penalty that
-    # grows while the fit to the data improves is not overfitting.
-    model.compile(optimizer=make_optimizer(settings, steps=settings["epochs"] * len(batches)),
-                  loss=loss, metrics=["accuracy", DataLoss(loss)],
-                  steps_per_execution=settings.get("steps_per_execution") or default_steps_per_execution())
-
-    early_stopping = None
-    if settings.get("patience"):
-        early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_data_loss", mode="min", patience=settings["patience"], restore_best_weights=True)
-    checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
-    if checkpoint.initial_epoch and verbose:
-        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
-    start = time.perf_counter()
-    model.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
-              epochs=settings["epochs"], initial_epoch=checkpoint.initial_epoch,
-              validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
-              callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.get("callbacks", [])],
-                         *filter(None, [early_stopping]), checkpoint])
-    train_seconds = time.perf_counter() - start + checkpoint.seconds_before
-    checkpoint.remove()
-
-    history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
-    epochs_run = len(checkpoint.history)
-    # With early stopping the best epoch's weights are back in place: report that epoch.
-    best = early_stopping.best_epoch if early_stopping else epochs_run - 1
-    val = model.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)
-    test = model.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
-    return model, {
-        "name": name,
-        "params": model.count_params(),
-        "epochs_run": epochs_run,
-        "best_epoch": best + 1,
-        "train_seconds": round(train_seconds, 1),
-        "train_accuracy": history["accuracy"][best],  # running mean while training
-        "val_accuracy": val["accuracy"],
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "history": history,  # per epoch: loss, accuracy, data_loss, and the same for val_
-    }
-
-
-def build_model(model, dataset, precision, hyperparameters):
-    """The model, its layers computing in `precision`: a Keras dtype policy such as "mixed_bfloat16"."""
-    default = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)  # layers take the policy in force when they are made
-    try:
-        return get_model(model, dataset.input_shape, dataset.num_classes, **(hyperparameters or {}))
-    finally:
-        keras.config.set_dtype_policy(default)
-
-
 @keras.saving.register_keras_serializable(package="improve_your_network")
 class DataLoss(keras.metrics.Mean):
     """The mean of `loss` per image: the loss without any weight penalty (L2, ...)."""
@@ -205,15 +376,14 @@ class SmoothedCrossentropy(keras.losses.Loss):
 
 def make_optimizer(settings, steps):
     """The optimizer `settings` ask for; `steps`: how many training steps the run will take."""
-    optimizer = settings["optimizer"]
-    if callable(optimizer):  # a fresh optimizer for every model, e.g. one with a schedule
-        return optimizer()
-    learning_rate = settings["learning_rate"]
-    if settings.get("one_cycle"):  # linear warm-up over the first 20% of the steps, cosine decay after
+    if callable(settings.optimizer):  # a fresh optimizer for every model, e.g. one with a schedule
+        return settings.optimizer()
+    learning_rate = settings.learning_rate
+    if settings.one_cycle:  # linear warm-up over the first 20% of the steps, cosine decay after
         warmup = round(ONE_CYCLE_WARMUP * steps)
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate / 10, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
-    return OPTIMIZERS[optimizer](learning_rate=learning_rate, **settings.get("optimizer_options", {}))
+    return OPTIMIZERS[settings.optimizer](learning_rate=learning_rate, **settings.optimizer_options)
 
 
 def seed_everything(seed):

@@ -8,19 +8,20 @@
 """
 import argparse
 import importlib
-import os
 import pkgutil
 import shlex
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # data.py, model.py, train.py
+import quiet  # noqa: E402
+
+quiet.import_keras()  # before any other module imports it: TensorFlow's start-up notes stay off the terminal
 
 from data import DataError  # noqa: E402
-from experiments.runner import RESULTS, finished_rows, run_experiment, table, write_report  # noqa: E402
+from experiments.runner import RESULTS, finished_rows, run_experiment, settings_for, table, write_report  # noqa: E402
 from main import positive_int  # noqa: E402
-from train import TrainingError, describe_device  # noqa: E402
+from train import SettingError, TrainingError, describe_device  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
 NOT_EXPERIMENTS = ("runner", "speed", "__main__")
@@ -53,6 +54,11 @@ def main(argv=None):
     unknown = set(args.steps or []) - {step.name for step in experiment.STEPS}
     if unknown:
         parser.error(f"argument --steps: {args.name} has no step {', '.join(sorted(unknown))}")
+    for step in experiment.STEPS:  # every step's settings first: a mistyped one stops the run before it starts
+        try:
+            settings_for(step)
+        except SettingError as error:
+            sys.exit(f"error: {args.name}, step {step.name!r}: {error}")
 
     device = describe_device()
     print(f"{args.name}: {experiment.__doc__.strip().splitlines()[0]} (on {device})")
@@ -67,7 +73,7 @@ def main(argv=None):
     remaining = [step for step in wanted if step not in {row["step"] for row in rows}]
     try:
         for row in run_experiment(experiment, args.seeds, args.quick, args.data_dir, remaining,
-                                  verbose=2 if args.verbose else 0, plots=args.plots):
+                                  verbose=2 if args.verbose else 0, plots=args.plots, done=rows):
             rows.append(row)  # saved after every step: a stopped run keeps what it finished
             write_report(args.out, name, experiment, rows, command, device, len(wanted))
     except (DataError, TrainingError) as error:  # the steps finished before it stay in the report

@@ -20,8 +20,7 @@ learning rate included.
 """
 import numpy as np
 
-from experiments.runner import Step, accuracy
-from train import train_and_evaluate
+from experiments.runner import Step, accuracy, train_averaged, train_step
 
 DATASET = "mnist"
 TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (down, right) in pixels: the image and 4 neighbours
@@ -43,25 +42,24 @@ def predict_with_tta(model, images):
                     for shift in TTA_SHIFTS], axis=0)
 
 
-def trained_with_tta(step, dataset, settings, seed, verbose):
-    """Train fast_cnn; score it with test-time augmentation (`test_accuracy`) and without."""
-    model, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
-    plain = {"plain_test_accuracy": result.pop("test_accuracy"), "plain_test_loss": result.pop("test_loss")}
-    return {**result, **plain,
+def with_tta(model, result, dataset):
+    """`result`, scored again with test-time augmentation: its validation and test accuracies
+    become those of predict_with_tta (which gives no loss); the test accuracy and loss without
+    it are kept as plain_test_accuracy and plain_test_loss."""
+    scored = {key: value for key, value in result.items() if key not in ("val_loss", "test_loss")}
+    return {**scored, "plain_test_accuracy": result["test_accuracy"], "plain_test_loss": result["test_loss"],
             "val_accuracy": accuracy(predict_with_tta(model, dataset.x_val), dataset.y_val),
             "test_accuracy": accuracy(predict_with_tta(model, dataset.x_test), dataset.y_test)}
 
 
-def ensemble_with_tta(step, dataset, settings, seed, verbose):
+def trained_with_tta(trial):
+    """Train fast_cnn; score it with test-time augmentation (`test_accuracy`) and without."""
+    return with_tta(*train_step(trial), trial.dataset)
+
+
+def ensemble_with_tta(trial):
     """Train ENSEMBLE_SIZE networks (seeds n*seed, n*seed+1, ...) and average their TTA predictions."""
-    members = [train_and_evaluate(step.model, dataset, settings, member_seed, step.hyperparameters, verbose=verbose)
-               for member_seed in range(ENSEMBLE_SIZE * seed, ENSEMBLE_SIZE * (seed + 1))]
-    predict = lambda images: np.mean([predict_with_tta(model, images) for model, _ in members], axis=0)
-    return {**members[0][1], "test_loss": None,  # the averaged predictions' accuracy only
-            "params": sum(result["params"] for _, result in members),
-            "member_test_accuracies": [result["test_accuracy"] for _, result in members],
-            "val_accuracy": accuracy(predict(dataset.x_val), dataset.y_val),
-            "test_accuracy": accuracy(predict(dataset.x_test), dataset.y_test)}
+    return with_tta(*train_averaged(trial, ENSEMBLE_SIZE), trial.dataset)
 
 
 STEPS = [

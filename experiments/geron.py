@@ -24,15 +24,15 @@ training split, its validation and test images are every sandal and shirt of tho
 """
 import dataclasses
 import math
-import weakref
 from functools import partial
 
 import keras
 import numpy as np
 from keras import layers
 
-from experiments.runner import Step, accuracy
-from train import ShuffledBatches, StopOnNaN, seed_everything, train_and_evaluate
+from experiments.runner import Step, accuracy, epochs_for, train_step
+from model import activation_layer
+from train import Training, compile_model, evaluate, fit, seed_everything, train_and_evaluate
 
 DATASET = "fashion"
 # The notebook's split: the first 5,000 training images validate, the other 55,000 train.
@@ -63,14 +63,10 @@ def nonsaturating_mlp(input_shape, num_classes, activation="leaky_relu"):
     Keras 3's LeakyReLU() slopes 0.3 below zero, as tf.keras's LeakyReLU() did (its
     `alpha` is now `negative_slope`); PReLU learns one slope per unit.
     """
-    def activate(x):
-        return {"leaky_relu": layers.LeakyReLU, "prelu": layers.PReLU,
-                "elu": partial(layers.Activation, "elu")}[activation]()(x)
-
     inp = keras.Input(shape=input_shape)
     flat = layers.Flatten()(inp)
-    hidden_1 = activate(layers.Dense(300, kernel_initializer="he_normal")(flat))
-    hidden_2 = activate(layers.Dense(100, kernel_initializer="he_normal")(hidden_1))
+    hidden_1 = activation_layer(activation)(layers.Dense(300, kernel_initializer="he_normal")(flat))
+    hidden_2 = activation_layer(activation)(layers.Dense(100, kernel_initializer="he_normal")(hidden_1))
     out = layers.Dense(num_classes, activation="softmax")(hidden_2)
     return keras.Model(inputs=inp, outputs=out, name=f"{activation}_mlp")
 
@@ -119,13 +115,13 @@ def transfer_mlp(input_shape, num_classes):
     return keras.Model(inputs=inp, outputs=out, name="transfer_mlp")
 
 
-def transfer_mlp_on_a(input_shape, num_classes, model_a=None):
-    """Model B on A: every layer of model A but its softmax, then one new sigmoid unit.
+def transfer_mlp_on_a(model_a):
+    """Model B on A: every layer of the trained model A but its softmax, then one new sigmoid unit.
 
     The notebook's Sequential(model_A.layers[:-1]) + Dense(1, "sigmoid"); the layers are
     shared with `model_a`, so pass a clone to keep model A intact.
     """
-    inp = keras.Input(shape=input_shape)
+    inp = keras.Input(shape=model_a.input_shape[1:])
     x = inp
     for layer in model_a.layers[1:-1]:  # after the InputLayer: Flatten and the five hidden layers
         x = layer(x)
@@ -234,25 +230,11 @@ def task_b(dataset):
                                class_names=[dataset.class_names[SANDAL], dataset.class_names[SHIRT]])
 
 
-_MODEL_A = {}  # (id(dataset), seed, epochs) -> (weak ref to the dataset, model A, its results)
-
-
-def pretrained_model_a(dataset, settings, seed, verbose):
-    """Model A trained on task A: once per dataset, seed and length, then reused by task B's steps."""
-    key = (id(dataset), seed, settings["epochs"])
-    if key not in _MODEL_A or _MODEL_A[key][0]() is not dataset:
-        model_a, result = train_and_evaluate(transfer_mlp, task_a(dataset), settings, seed, verbose=verbose)
-        _MODEL_A[key] = (weakref.ref(dataset), model_a, result)
-    return _MODEL_A[key][1:]
-
-
-def fixed_or_quick(step, settings, epochs):
-    """`epochs`, unless the runner shortened this step (--quick): then its epochs for every fit."""
-    return epochs if settings["epochs"] == step.training["epochs"] else settings["epochs"]
-
-
-def task_a_settings(step, settings):
-    return {**SGD_1E3, "epochs": fixed_or_quick(step, settings, TASK_A_EPOCHS)}
+def trained_model_a(trial):
+    """Model A trained on task A, with the trial's seed (as the task A step trains it: a step that
+    reuses it trains it again, to the same weights, rather than keep models between steps)."""
+    settings = Training(**SGD_1E3, epochs=epochs_for(TASK_A_EPOCHS, trial.quick))
+    return train_and_evaluate(transfer_mlp, task_a(trial.dataset), settings, trial.seed, verbose=trial.verbose)
 
 
 def clone_of(model):
@@ -262,60 +244,48 @@ def clone_of(model):
     return clone
 
 
-def train_task_a(step, dataset, settings, seed, verbose):
-    """Task A on its own: its results, and model A kept for the steps that reuse it."""
-    _, result = pretrained_model_a(dataset, settings, seed, verbose)
-    return dict(result)
+def train_task_a(trial):
+    """Task A on its own: model A's results."""
+    return trained_model_a(trial)[1]
 
 
-def train_task_b_on_a(step, dataset, settings, seed, verbose):
-    """The notebook's transfer: model A's layers plus a sigmoid unit, all trained on task B."""
-    model_a, _ = pretrained_model_a(dataset, task_a_settings(step, settings), seed, verbose)
-    _, result = train_and_evaluate(transfer_mlp_on_a, task_b(dataset), settings, seed,
-                                   hyperparameters={"model_a": clone_of(model_a)}, verbose=verbose)
-    return result
+def train_task_b_on_a(trial, frozen_epochs=0):
+    """The transfer: model A's layers plus a sigmoid unit, trained on task B's 200 images.
+
+    frozen_epochs: first train only the new unit for that many epochs, A's layers frozen, then
+    everything at UNFROZEN_LEARNING_RATE (the book's recipe); 0: all layers at once (the seed's).
+    """
+    model_a, _ = trained_model_a(trial)
+    dataset_b = task_b(trial.dataset)
+    seed_everything(trial.seed)
+    model_b_on_a = transfer_mlp_on_a(clone_of(model_a))
+    settings, fits = trial.settings, []
+    if frozen_epochs:
+        for layer in model_b_on_a.layers[:-1]:
+            layer.trainable = False
+        frozen = settings.replace(epochs=epochs_for(frozen_epochs, trial.quick))
+        compile_model(model_b_on_a, frozen, len(dataset_b.x_train))
+        fits.append(fit(model_b_on_a, dataset_b, frozen, trial.seed, verbose=trial.verbose))
+        for layer in model_b_on_a.layers[:-1]:
+            layer.trainable = True
+        settings = settings.replace(learning_rate=UNFROZEN_LEARNING_RATE)
+    compile_model(model_b_on_a, settings, len(dataset_b.x_train))  # again: the trainable flags take effect
+    fits.append(fit(model_b_on_a, dataset_b, settings, trial.seed, verbose=trial.verbose))
+    return {**evaluate(model_b_on_a, dataset_b, fits[-1], name="transfer_mlp_on_a"),
+            "epochs_run": sum(each["epochs_run"] for each in fits)}
 
 
-def train_task_b_frozen_then_unfrozen(step, dataset, settings, seed, verbose):
-    """The book's transfer: train only the new unit with A's layers frozen, then everything, slower."""
-    model_a, _ = pretrained_model_a(dataset, task_a_settings(step, settings), seed, verbose)
-    dataset_b = task_b(dataset)
-    seed_everything(seed)
-    model_b_on_a = transfer_mlp_on_a(dataset_b.input_shape, 2, model_a=clone_of(model_a))
-    for layer in model_b_on_a.layers[:-1]:
-        layer.trainable = False
-    model_b_on_a.compile(loss=settings["loss"], optimizer=keras.optimizers.SGD(settings["learning_rate"]),
-                         metrics=["accuracy"])
-    frozen_epochs = fixed_or_quick(step, settings, FROZEN_EPOCHS)
-    batches = ShuffledBatches(dataset_b.x_train, dataset_b.y_train, settings["batch_size"], seed)
-    model_b_on_a.fit(batches.for_fit(), shuffle=False, epochs=frozen_epochs, verbose=verbose,
-                     validation_data=(dataset_b.x_val, dataset_b.y_val), callbacks=[batches.reshuffle, StopOnNaN()])
-
-    for layer in model_b_on_a.layers[:-1]:
-        layer.trainable = True
-
-    def unfrozen_model_b_on_a(input_shape, num_classes):
-        """Model B on A after its frozen epochs, every layer trainable again."""
-        return model_b_on_a
-
-    # train_and_evaluate compiles it afresh (trainable flags take effect), trains and tests once.
-    _, result = train_and_evaluate(unfrozen_model_b_on_a, dataset_b,
-                                   {**settings, "learning_rate": UNFROZEN_LEARNING_RATE}, seed, verbose=verbose)
-    result["epochs_run"] += frozen_epochs
-    return result
-
-
-def train_task_b(step, dataset, settings, seed, verbose):
+def train_task_b(trial):
     """Model B from scratch on task B's 200 images."""
-    _, result = train_and_evaluate(transfer_mlp, task_b(dataset), settings, seed, verbose=verbose)
-    return result
+    return train_step(trial, task_b(trial.dataset))[1]
 
 
 # --- Monte Carlo dropout ---------------------------------------------------------------
 
-def train_mc_dropout(step, dataset, settings, seed, verbose):
+def train_mc_dropout(trial):
     """The dropout net, tested with dropout on: the mean of MC_SAMPLES stochastic predictions."""
-    model, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
+    model, result = train_step(trial)
+    dataset = trial.dataset
     probabilities = np.mean([keras.ops.convert_to_numpy(model(dataset.x_test, training=True))
                              for _ in range(MC_SAMPLES)], axis=0)
     result["plain_test_accuracy"] = result["test_accuracy"]  # the same model with dropout off
@@ -374,7 +344,7 @@ STEPS = [
               "the test set, so expect a smaller gain"),
     Step("task B reusing model A: frozen 4 epochs, then unfrozen", transfer_mlp_on_a,
          training=dict(SGD_1E3, epochs=16, loss="binary_crossentropy"), data=SPLIT,
-         run=train_task_b_frozen_then_unfrozen,
+         run=partial(train_task_b_on_a, frozen_epochs=FROZEN_EPOCHS),
          note="the book's recipe (not in the seed): 4 epochs with A's layers frozen, then 16 at lr 1e-4; "
               "epochs run counts both"),
     Step("momentum (0.9)", nonsaturating_mlp, training=with_optimizer("sgd", momentum=0.9), data=SPLIT,

@@ -26,8 +26,8 @@ Honesty:
 import keras
 from keras import layers, regularizers
 
-from experiments.runner import Step, settings_for
-from train import train_and_evaluate
+from experiments.runner import Step, Trial, run_step, settings_for
+from model import activation_layer
 
 DATASET = "notmnist"
 EPOCHS = 20  # the starter pack's schedule, kept for every rung but the schedule rung
@@ -35,6 +35,7 @@ SGD = dict(optimizer="sgd", learning_rate=0.01, batch_size=128, epochs=EPOCHS)  
 ADAM = dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=EPOCHS)  # Keras's default rate
 RMSPROP = dict(optimizer="rmsprop", learning_rate=0.001, batch_size=128, epochs=EPOCHS)  # Keras's default rate
 L2 = 1e-4
+PER_CHANNEL = dict(shared_axes=[1, 2])  # a conv layer's PReLU: one slope per channel, shared over height and width
 
 
 def anneal():
@@ -44,22 +45,6 @@ def anneal():
 
 # At most 50 epochs; early stopping on the validation loss (patience 5, best weights kept).
 SCHEDULE = dict(ADAM, epochs=50, patience=5, callbacks=[anneal])
-
-
-def activation_layer(name, conv=False):
-    """The hidden-layer nonlinearity as a layer: a plain activation or an advanced one.
-
-    The practical's keras.layers.advanced_activations.* are keras.layers.* in Keras 3.
-    """
-    if name == "leaky_relu":
-        return layers.LeakyReLU()  # Keras's default slope, 0.3, as in the practical's Keras
-    if name == "prelu":
-        # One learned slope per channel in conv layers (He et al., 2015), rather than
-        # Keras's default of one per pixel and channel; one per neuron in dense layers.
-        return layers.PReLU(shared_axes=[1, 2] if conv else None)
-    if name == "elu":
-        return layers.ELU()  # alpha 1.0
-    return layers.Activation(name)
 
 
 def mlp(input_shape, num_classes, activation="relu", hidden_size=128):
@@ -89,7 +74,9 @@ def cnn(input_shape, num_classes, activation="relu", dropout=False, batch_norm=F
         x = layer(x)
         if batch_norm:
             x = layers.BatchNormalization()(x)
-        return activation_layer(activation, conv)(x)
+        # PReLU: one learned slope per channel in conv layers (He et al., 2015), rather than Keras's
+        # default of one per pixel and channel; one per neuron in dense layers.
+        return activation_layer(activation, **(PER_CHANNEL if conv and activation == "prelu" else {}))(x)
 
     def conv_block(x, depth):  # convolution, activation, 2x2 max-pooling, [dropout]
         conv = layers.Conv2D(depth, (3, 3), padding="same", use_bias=not batch_norm,
@@ -109,75 +96,56 @@ def cnn(input_shape, num_classes, activation="relu", dropout=False, batch_norm=F
     return keras.Model(inputs=inp, outputs=out, name="l42_cnn_" + activation)
 
 
-# Each rung's results, kept so that the final step can choose among them without
-# training them again: (step name, seed, settings) -> (dataset, results).
-_trained = {}
-
-
-def remembered(step, dataset, settings, seed, verbose):
-    """Train and test the step's model as the runner would, and keep its results."""
-    key = (step.name, seed, repr(sorted(settings.items())))
-    if key in _trained and _trained[key][0] is dataset:  # `is`: kept alive here, so never a reused id
-        return dict(_trained[key][1])
-    _, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
-    _trained[key] = (dataset, result)
-    return dict(result)  # a copy: the runner edits what it gets
-
-
-def choose_by_validation(step, dataset, settings, seed, verbose):
+def choose_by_validation(trial):
     """Pick the rung with the best validation accuracy for this seed; report its test score only.
 
-    A rung the runner has already trained in this process (same seed, data and
-    settings) is reused; any other is trained here. Only validation numbers decide.
+    Ties go to the lower validation loss, then to the earlier rung. A rung this command has
+    already run (Trial.earlier) is not trained again; any other is trained here, as the
+    runner would. Only validation numbers decide.
     """
-    quick = settings != settings_for(step, quick=False)  # the runner shortened this step: --quick
-    candidates = STEPS[:STEPS.index(step)]
-    if seed == 0:
-        _picks.clear()
+    candidates = STEPS[:STEPS.index(trial.step)]
     scored = []
-    for candidate in candidates:
-        result = remembered(candidate, dataset, settings_for(candidate, quick), seed, verbose)
-        val_loss = result["history"]["val_loss"][result["best_epoch"] - 1]
-        scored.append((result["val_accuracy"], -val_loss, -candidates.index(candidate), candidate.name, result))
+    for number, candidate in enumerate(candidates):
+        if candidate.name in trial.earlier:
+            result = trial.earlier[candidate.name]
+        else:
+            rung = Trial(candidate, trial.dataset, settings_for(candidate, trial.quick), trial.seed, trial.quick,
+                         trial.verbose)
+            result = run_step(rung)[1]
+        scored.append((result["val_accuracy"], -result["val_loss"], -number, candidate.name, result))
     val_accuracy, _, _, chosen, result = max(scored, key=lambda entry: entry[:3])
-    _picks[seed] = f"seed {seed}: {chosen} (validation {val_accuracy:.2%})"
-    step.note = (f"the rung above with the best validation accuracy, chosen on validation only, "
-                 f"then its one test score; picked {'; '.join(_picks[s] for s in sorted(_picks))}. "
-                 f"Seconds: the choice, plus training any rung not run above in the same process")
     return {**result, "name": f"best by validation: {chosen}", "chosen": chosen,
-            "candidates_val_accuracy": {entry[3]: entry[0] for entry in scored}}
+            "candidates_val_accuracy": {entry[3]: entry[0] for entry in scored},
+            "note": f"seed {trial.seed}: picked {chosen} (validation {val_accuracy:.2%})"}
 
-
-_picks = {}  # seed -> which rung the final step picked, for its note
 
 CNN_FULL = dict(dropout=True, batch_norm=True, l2=L2, init="he_uniform")
 
 STEPS = [
-    Step("starter pack: sigmoid MLP, SGD", "l42_mlp", training=SGD, run=remembered,
+    Step("starter pack: sigmoid MLP, SGD", "l42_mlp", training=SGD,
          note="784-128-128-10, SGD lr 0.01, batch 128, 20 epochs: the practical's baseline"),
-    Step("+ ReLU (MLP, SGD)", mlp, hyperparameters=dict(activation="relu"), training=SGD, run=remembered),
-    Step("+ Adam (MLP, ReLU)", mlp, hyperparameters=dict(activation="relu"), training=ADAM, run=remembered,
-         note="lr 0.001"),
+    Step("+ ReLU (MLP, SGD)", mlp, hyperparameters=dict(activation="relu"), training=SGD),
+    Step("+ Adam (MLP, ReLU)", mlp, hyperparameters=dict(activation="relu"), training=ADAM, note="lr 0.001"),
     Step("RMSprop instead of Adam (MLP, ReLU)", mlp, hyperparameters=dict(activation="relu"),
-         training=RMSPROP, run=remembered, note="lr 0.001; an alternative to the rung above"),
-    Step("CNN (ReLU, Adam)", cnn, training=ADAM, run=remembered,
-         note="Conv32-Pool-Conv64-Pool-Dense128"),
-    Step("+ dropout", cnn, hyperparameters=dict(dropout=True), training=ADAM, run=remembered,
+         training=RMSPROP, note="lr 0.001; an alternative to the rung above"),
+    Step("CNN (ReLU, Adam)", cnn, training=ADAM, note="Conv32-Pool-Conv64-Pool-Dense128"),
+    Step("+ dropout", cnn, hyperparameters=dict(dropout=True), training=ADAM,
          note="0.25 after each pooling, 0.5 after the dense layer"),
-    Step("+ batch norm", cnn, hyperparameters=dict(dropout=True, batch_norm=True), training=ADAM,
-         run=remembered),
+    Step("+ batch norm", cnn, hyperparameters=dict(dropout=True, batch_norm=True), training=ADAM),
     Step("+ L2 (1e-4)", cnn, hyperparameters=dict(dropout=True, batch_norm=True, l2=L2), training=ADAM,
-         run=remembered, note="on every kernel"),
-    Step("+ He init", cnn, hyperparameters=CNN_FULL, training=ADAM, run=remembered,
+         note="on every kernel"),
+    Step("+ He init", cnn, hyperparameters=CNN_FULL, training=ADAM,
          note="he_uniform instead of Keras's default glorot_uniform"),
     Step("LeakyReLU instead of ReLU", cnn, hyperparameters=dict(CNN_FULL, activation="leaky_relu"),
-         training=ADAM, run=remembered, note="slope 0.3 (Keras's default)"),
+         training=ADAM, note="slope 0.3 (Keras's default)"),
     Step("PReLU instead of ReLU", cnn, hyperparameters=dict(CNN_FULL, activation="prelu"),
-         training=ADAM, run=remembered, note="one learned slope per channel in conv layers"),
+         training=ADAM, note="one learned slope per channel in conv layers"),
     Step("ELU instead of ReLU", cnn, hyperparameters=dict(CNN_FULL, activation="elu"),
-         training=ADAM, run=remembered),
+         training=ADAM),
     Step("+ early stopping & LR annealing (ReLU)", cnn, hyperparameters=CNN_FULL, training=SCHEDULE,
-         run=remembered, note="at most 50 epochs; both watch the validation loss: stop after 5 epochs "
-                              "without improvement (best weights kept), halve the rate after 2"),
-    Step("best by validation, on the hidden test set", None, run=choose_by_validation),
+         note="at most 50 epochs; both watch the validation loss: stop after 5 epochs without improvement "
+              "(best weights kept), halve the rate after 2"),
+    Step("best by validation, on the hidden test set", None, run=choose_by_validation,
+         note="the rung above with the best validation accuracy, chosen on validation only, then its one "
+              "test score; seconds: the choice, plus training any rung this command did not run above"),
 ]

@@ -22,9 +22,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from experiments.runner import Step
+from experiments.runner import Step, train_averaged, train_step
 from model import RandomAffine
-from train import train_and_evaluate
 
 DATASET = "mnist"
 NORMALISED = dict(standardize=True)  # the seed's normalize_input: (X - mean) / std over all pixels
@@ -224,19 +223,6 @@ def ladder_annealing(input_shape, num_classes):
     return model
 
 
-def ladder_averaging(members):
-    """Rung 12, "Model averaging": the mean of several trained rung-11 networks' predictions.
-
-    Takes the trained networks, not a shape: each is trained on its own first (see
-    train_averaged). Published: 99.5%.
-    """
-    for number, member in enumerate(members, 1):
-        member.name = f"member_{number}"  # layer names must be unique within a model
-    inp = keras.Input(shape=members[0].input_shape[1:])
-    out = layers.Average()([member(inp) for member in members])
-    return keras.Model(inputs=inp, outputs=out, name="ladder_averaging")
-
-
 def ladder_pseudo_labelling(input_shape, num_classes):
     """Rung 13, "Pseudo-labeling": rung 11's network, trained on true and pseudo-labels.
 
@@ -274,30 +260,12 @@ def fits_at_learning_rates(fits):
     return dict(epochs=len(rates), callbacks=[scheduler])
 
 
-def train_averaged(step, dataset, settings, seed, verbose):
-    """Rung 12: train ENSEMBLE_SIZE rung-11 networks with different seeds, average their outputs."""
-    members, results = [], []
-    for member_seed in range(seed * ENSEMBLE_SIZE, (seed + 1) * ENSEMBLE_SIZE):
-        member, result = train_and_evaluate(ladder_annealing, dataset, settings, member_seed, verbose=verbose)
-        members.append(member)
-        results.append(result)
-    averaged = ladder_averaging(members)
-    averaged.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    _, val_accuracy = averaged.evaluate(dataset.x_val, dataset.y_val, verbose=0)
-    test_loss, test_accuracy = averaged.evaluate(dataset.x_test, dataset.y_test, verbose=0)
-    return {
-        "name": step.model.__name__,
-        "params": averaged.count_params(),
-        "epochs_run": results[0]["epochs_run"],  # each member's
-        "train_accuracy": float(np.mean([result["train_accuracy"] for result in results])),
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "member_test_accuracies": [result["test_accuracy"] for result in results],
-    }
+def train_averaged_annealing(trial):
+    """Rung 12: the mean prediction of ENSEMBLE_SIZE rung-11 networks, trained with different seeds."""
+    return train_averaged(trial, ENSEMBLE_SIZE)[1]
 
 
-def train_pseudo_labelled(step, dataset, settings, seed, verbose):
+def train_pseudo_labelled(trial):
     """Rung 13: hide the labels of a quarter of the training split, let a teacher label it, retrain.
 
     The teacher (rung 11's recipe) learns from the other three quarters; its predictions
@@ -305,16 +273,17 @@ def train_pseudo_labelled(step, dataset, settings, seed, verbose):
     of the training split, a quarter of each batch pseudo-labelled on average. The
     validation and test images are never pseudo-labelled.
     """
-    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
+    dataset = trial.dataset
+    order = np.random.default_rng(trial.seed).permutation(len(dataset.x_train))
     pool, labelled = np.split(order, [round(PSEUDO_LABEL_FRACTION * len(order))])
     labelled_only = replace(dataset, x_train=dataset.x_train[labelled], y_train=dataset.y_train[labelled])
-    teacher, teacher_result = train_and_evaluate(ladder_annealing, labelled_only, settings, seed, verbose=verbose)
+    teacher, teacher_result = train_step(trial, labelled_only)
     pseudo_labels = np.argmax(teacher.predict(dataset.x_train[pool], verbose=0), axis=1)
     pseudo_labelled = replace(
         dataset,
         x_train=np.concatenate([dataset.x_train[labelled], dataset.x_train[pool]]),
         y_train=np.concatenate([dataset.y_train[labelled], pseudo_labels.astype(dataset.y_train.dtype)]))
-    _, result = train_and_evaluate(ladder_pseudo_labelling, pseudo_labelled, settings, seed, verbose=verbose)
+    _, result = train_step(trial, pseudo_labelled)
     return {**result,
             "pseudo_label_accuracy": float(np.mean(pseudo_labels == dataset.y_train[pool])),  # training labels
             "teacher_val_accuracy": teacher_result["val_accuracy"],
@@ -357,8 +326,8 @@ STEPS = [
          note=f"{LEAK} and reports its best epoch; 28 epochs: 1 at lr 1e-4, 7 at 1e-2, then 5 each at "
               "1e-3, 1e-4, 1e-5, 1e-7, set by a LearningRateScheduler; batch 128 and augmentation throughout "
               "(the seed's first 4 epochs: batch 64, not augmented)"),
-    Step("12 + averaging", ladder_averaging, published=99.5, published_on=LEAKY, training=ANNEALED,
-         data=NORMALISED, run=train_averaged,
+    Step("12 + averaging", ladder_annealing, published=99.5, published_on=LEAKY, training=ANNEALED,
+         data=NORMALISED, run=train_averaged_annealing,
          note=f"{LEAK} (no code shown); the mean of {ENSEMBLE_SIZE} independently trained rung-11 networks' "
               "predictions"),
     Step("13 + pseudo-labelling", ladder_pseudo_labelling, published=99.58, published_on=LEAKY,

@@ -30,11 +30,9 @@ import dataclasses
 import keras
 import numpy as np
 from keras import layers, regularizers
-from skimage.transform import rotate
-
-from data import Dataset
-from experiments.runner import Step
-from train import train_and_evaluate
+from data import Dataset, rotated
+from experiments.runner import Step, train_step
+from model import activation_layer
 
 DATASET = "mnist"
 SUBSET = 10_000  # the lecture's x_train[:10000] in its overtraining demos (examples 04 to 06)
@@ -139,18 +137,16 @@ def sigmoid_128x3(input_shape, num_classes, batch_norm=False):
 def mlp_256x2(input_shape, num_classes, activation="sigmoid"):
     """Slides "Different activation function (III) and (V)" (l303-example-06d/06e): 784-256-256-10.
 
-    activation: "sigmoid", "relu" or "leaky_relu" (a LeakyReLU layer with alpha 0.1).
+    activation: "sigmoid", "relu" or "leaky_relu" (slope 0.1: the lecture's LeakyReLU(alpha=0.1)).
     Published: plots only.
     """
+    options = dict(negative_slope=0.1) if activation == "leaky_relu" else {}
     model = keras.Sequential(name=f"mlp_256x2_{activation}")
     model.add(keras.Input(shape=input_shape))
     model.add(layers.Reshape((784,)))
     for _ in range(2):
-        if activation == "leaky_relu":
-            model.add(layers.Dense(256))
-            model.add(layers.LeakyReLU(negative_slope=0.1))  # Keras 2's alpha=0.1
-        else:
-            model.add(layers.Dense(256, activation=activation))
+        model.add(layers.Dense(256))
+        model.add(activation_layer(activation, **options))
     model.add(layers.Dense(num_classes, activation="softmax"))
     return model
 
@@ -206,19 +202,19 @@ def cnn(input_shape, num_classes, kernel_size=5):
 
 # --- Steps that are more than one plain fit ---------------------------------------------
 
-def slow_learning(step, dataset, settings, seed, verbose):
+def slow_learning(trial):
     """l303-example-02/02a: fit the two-neuron model to 1,000 Gaussian inputs whose target is 0.
 
-    The MNIST `dataset` is not used. Its "test accuracy" is the share of 1,000 fresh Gaussian
+    The MNIST dataset is not used. Its "test accuracy" is the share of 1,000 fresh Gaussian
     inputs whose output is below 0.5 after training; how fast it learned is the first epoch
     whose running training accuracy is 100% (`epochs_to_learn` in the JSON report).
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(trial.seed)
     gaussian = lambda: rng.standard_normal((1000, 1)).astype("float32")  # x_train = np.random.randn(1000)
     zeros = np.zeros((1000, 1), "float32")  # y_train = np.zeros(1000)
     toy = Dataset("gaussian", gaussian(), zeros, gaussian(), zeros, gaussian(), zeros,
                   class_names=["0", "1"], source="numpy.random")
-    _, result = train_and_evaluate(step.model, toy, settings, seed, step.hyperparameters, verbose=verbose)
+    _, result = train_step(trial, toy)
     learned = [epoch for epoch, accuracy in enumerate(result["history"]["accuracy"], 1) if accuracy == 1.0]
     return {**result, "epochs_to_learn": learned[0] if learned else None,
             "first_epoch_loss": result["history"]["loss"][0], "last_epoch_loss": result["history"]["loss"][-1]}
@@ -229,43 +225,36 @@ def first_10000(dataset):
     return dataclasses.replace(dataset, x_train=dataset.x_train[:SUBSET], y_train=dataset.y_train[:SUBSET])
 
 
-def on_10000_images(step, dataset, settings, seed, verbose):
+def on_10000_images(trial):
     """Train on the first 10,000 training images only (examples 04 to 06)."""
-    _, result = train_and_evaluate(step.model, first_10000(dataset), settings, seed, step.hyperparameters,
-                                   verbose=verbose)
-    return result
+    return train_step(trial, first_10000(trial.dataset))[1]
 
 
-def rotated(images, angles):
-    """Each image turned by its angle (degrees, counter-clockwise) with skimage, as example 05 does."""
-    return np.stack([rotate(image, angle) for image, angle in zip(images, angles)]).astype("float32")
-
-
-def tripled_by_rotation(step, dataset, settings, seed, verbose):
+def tripled_by_rotation(trial):
     """l303-example-05: the 10,000 images, plus a copy turned +5..+25 degrees, plus one turned -5..-25."""
-    small = first_10000(dataset)
-    rng = np.random.default_rng([seed, 5])
+    small = first_10000(trial.dataset)
+    rng = np.random.default_rng([trial.seed, 5])
     low, high = ROTATION
     ext1 = rotated(small.x_train, rng.uniform(low, high, len(small.x_train)))
     ext2 = rotated(small.x_train, rng.uniform(-high, -low, len(small.x_train)))
     tripled = dataclasses.replace(small, x_train=np.concatenate([small.x_train, ext1, ext2]),
                                   y_train=np.concatenate([small.y_train] * 3))
-    _, result = train_and_evaluate(step.model, tripled, settings, seed, step.hyperparameters, verbose=verbose)
-    return result
+    return train_step(trial, tripled)[1]
 
 
-def on_rotated_test_images(step, dataset, settings, seed, verbose):
+def on_rotated_test_images(trial):
     """Practice 02: train as usual, then score the trained model on rotated test images.
 
     Every test image is turned once, by a random 5 to 25 degrees, clockwise or counter-clockwise
     at random (example 05's two ranges). `test_accuracy` is the accuracy on those rotated
     images; the same model's accuracy on the upright test images is `upright_test_accuracy`.
     """
-    model, result = train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
-    rng = np.random.default_rng([seed, 2])
+    model, result = train_step(trial)
+    test_images = trial.dataset.x_test
+    rng = np.random.default_rng([trial.seed, 2])
     low, high = ROTATION
-    angles = rng.uniform(low, high, len(dataset.x_test)) * rng.choice([-1, 1], len(dataset.x_test))
-    rotated_test = model.evaluate(rotated(dataset.x_test, angles), dataset.y_test, verbose=0, return_dict=True)
+    angles = rng.uniform(low, high, len(test_images)) * rng.choice([-1, 1], len(test_images))
+    rotated_test = model.evaluate(rotated(test_images, angles), trial.dataset.y_test, verbose=0, return_dict=True)
     return {**result, "upright_test_accuracy": result["test_accuracy"], "upright_test_loss": result["test_loss"],
             "test_accuracy": rotated_test["accuracy"], "test_loss": rotated_test["loss"]}
 

@@ -2,7 +2,7 @@
 
 An experiment module (spark.py, l42.py, ...) holds a docstring, DATASET and STEPS; this
 file does the rest: load the data, train every step with every seed through
-train.train_and_evaluate, print the table, write it as JSON and Markdown.
+train.train_and_evaluate (or the step's own `run`), print the table, write it as JSON and Markdown.
 """
 import json
 import re
@@ -13,9 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data import load_dataset
-from model import training_for
-from train import TrainingError, train_and_evaluate, write_json, write_text
+from data import Dataset, load_dataset
+from model import averaged
+from train import (Training, TrainingError, compile_model, evaluate, train_and_evaluate, training_for, write_json,
+                   write_text)
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
@@ -29,11 +30,11 @@ class Step:
     model: a name in model.MODELS or a builder function (input_shape, num_classes, **options).
     published: the tutorial's accuracy in percent (None where it printed none).
     published_on: what that number measured, e.g. "test", "validation", "test (leaky)".
-    training: overrides of the model's TRAINING settings (see train.train_and_evaluate).
+    training: the train.Training settings that differ from the model's own (training_for).
     data: load_dataset options, e.g. standardize=True or one_hot=True.
     run: for a step that is more than one fit (transfer learning, pseudo-labels, ...), a
-        function (step, dataset, settings, seed, verbose) -> results dict like
-        train_and_evaluate's second value; by default train_and_evaluate itself.
+        function (Trial) -> results dict like train_and_evaluate's; by default train_step.
+        A "note" in that dict (what the run chose, say) joins the step's note in the report.
     note: anything a reader comparing the numbers should know.
     """
     name: str
@@ -47,43 +48,85 @@ class Step:
     note: str = ""
 
 
-def settings_for(step, quick):
-    settings = {**training_for(step.model), **step.training}
-    if quick:
-        settings["epochs"] = QUICK_EPOCHS
-    return settings
+@dataclass
+class Trial:
+    """One step trained with one seed: what a step's `run` function is given."""
+    step: Step
+    dataset: Dataset
+    settings: Training  # the step's, shortened to QUICK_EPOCHS with --quick
+    seed: int
+    quick: bool = False  # --quick: shorten every fit of the step (see settings_for)
+    verbose: int = 0
+    earlier: dict = field(default_factory=dict)  # step name -> its results with this seed, for the steps done
 
 
-def run_step(step, dataset, settings, seed, verbose):
+def settings_for(step, quick=False):
+    """The step's training settings, for a --quick run or not."""
+    settings = training_for(step.model).replace(**step.training)
+    return settings.replace(epochs=epochs_for(settings.epochs, quick))
+
+
+def epochs_for(epochs, quick):
+    """How long a fit trains: `epochs`, or QUICK_EPOCHS in a --quick run."""
+    return QUICK_EPOCHS if quick else epochs
+
+
+def train_step(trial, dataset=None):
+    """Train and test the step's model as the trial says, on `dataset` (default: the trial's);
+    return the trained model and its results."""
+    return train_and_evaluate(trial.step.model, trial.dataset if dataset is None else dataset, trial.settings,
+                              trial.seed, trial.step.hyperparameters, verbose=trial.verbose)
+
+
+def train_averaged(trial, size):
+    """`size` networks of the step's model, trained with seeds size*seed ... size*seed + size-1, and
+    the mean of their predictions (model.averaged): return it and its results, each network's own
+    test accuracy among them (member_test_accuracies)."""
+    members = [train_and_evaluate(trial.step.model, trial.dataset, trial.settings, seed,
+                                  trial.step.hyperparameters, verbose=trial.verbose)
+               for seed in range(size * trial.seed, size * (trial.seed + 1))]
+    ensemble = averaged([network for network, _ in members])
+    compile_model(ensemble, trial.settings, len(trial.dataset.x_train))  # the members' loss, for evaluate
+    training = {"epochs_run": members[0][1]["epochs_run"],  # each network's
+                "train_accuracy": float(np.mean([result["train_accuracy"] for _, result in members]))}
+    return ensemble, {**evaluate(ensemble, trial.dataset, training),
+                      "member_test_accuracies": [result["test_accuracy"] for _, result in members]}
+
+
+def run_step(trial):
     """(the trained model, its results); a step with its own `run` gives no model back."""
-    if step.run:
-        return None, step.run(step, dataset, settings, seed, verbose)
-    return train_and_evaluate(step.model, dataset, settings, seed, step.hyperparameters, verbose=verbose)
+    if trial.step.run:
+        return None, trial.step.run(trial)
+    return train_step(trial)
 
 
-def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None):
+def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None, done=()):
     """Train every step (or only those named in `only`) with seeds 0..seeds-1, yielding each row.
 
     A generator, so that a caller can save each step's row as soon as it is done: a long
     run that is stopped keeps the steps it finished.
 
+    done: the rows of steps already finished (by a run of the same command that was stopped);
+    a step's `run` finds their results, and those of the steps run here, in Trial.earlier.
     plots: a folder for the pictures of each step's seed-0 model (plots.py), one
     subfolder per step; steps with their own `run` function have none.
     """
+    rows = list(done)
     datasets = {}
     for step in experiment.STEPS:
         if only is not None and step.name not in only:
             continue
-        settings = settings_for(step, quick)
         runs = []
         for seed in range(seeds):
             key = (json.dumps(step.data, sort_keys=True), seed)
             if key not in datasets:  # the validation split depends on the seed
                 datasets[key] = load_dataset(experiment.DATASET, data_dir, seed=seed,
                                              limit=QUICK_LIMIT if quick else None, **step.data)
+            earlier = {row["step"]: row["runs"][seed] for row in rows if seed < len(row["runs"])}
+            trial = Trial(step, datasets[key], settings_for(step, quick), seed, quick, verbose, earlier)
             start = time.perf_counter()
             try:
-                model, result = run_step(step, datasets[key], settings, seed, verbose)
+                model, result = run_step(trial)
             except TrainingError as error:  # say which step and seed
                 raise TrainingError(f"{step.name} (seed {seed}): {error}") from None
             result["seconds"] = round(time.perf_counter() - start, 1)
@@ -95,7 +138,8 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
             runs.append(result)
             print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}, "
                   f"{result['seconds']:.0f} s", flush=True)
-        yield summarise(step, runs)
+        rows.append(summarise(step, runs))
+        yield rows[-1]
 
 
 def accuracy(probabilities, labels):
@@ -105,6 +149,8 @@ def accuracy(probabilities, labels):
 
 
 def summarise(step, runs):
+    """A step's row of the report: the mean and spread of its runs, which the row keeps."""
+    notes = [step.note] + [run.pop("note") for run in runs if "note" in run]
     # Like against like: where the tutorial published a validation accuracy, ours is measured
     # on our validation split too; the test accuracy is reported beside it.
     measured_on = "validation" if step.published_on == "validation" else "test"
@@ -123,7 +169,7 @@ def summarise(step, runs):
         "epochs_run": float(np.mean([run["epochs_run"] for run in runs])),
         "seconds": float(np.mean([run["seconds"] for run in runs])),
         "seeds": len(runs),
-        "note": step.note,
+        "note": "; ".join(filter(None, notes)),
         "runs": runs,
     }
 

@@ -2,37 +2,45 @@
 
     python -m experiments speed                 # everything: results/speed-cpu.md / speed-gpu.md
     python -m experiments speed --seeds 1 --budgets 4 8
+    python -m experiments speed --parts warps   # one measurement: results/speed-cpu-warps.md
     python -m experiments speed --tiny          # a few hundred images: a smoke test
 
-Five measurements on MNIST, in one process, for the backend and device it runs on:
+Six measurements on MNIST, in one process, for the backend and device it runs on (--parts
+picks some of the first five):
 
-1. Throughput. For every model in model.MODELS: seconds per training step through this
+1. throughput. For every model in model.MODELS: seconds per training step through this
    project's training loop (train.train_and_evaluate: its shuffled batches and callbacks),
    with and without augmentation, as a ratio to a plain reference: model.fit on in-memory
    arrays, the same model without augmentation. Each timing is the fastest of REPEATS
    epochs of STEPS steps, after one more epoch that compiles: on a shared machine, the
    fastest is the one least disturbed. Only training steps are timed: our loop validates
    after each epoch, the reference does not.
-2. What each augmentation costs, as a share of a training step of the network it feeds:
-   this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"), and
-   Keras's stock RandomTranslation for comparison. The network with and without it train
+2. augmentation: what each augmentation costs, as a share of a training step of the network
+   it feeds: this project's RandomShift (Spark's shifts) and RandomAffine ("Beating MNIST"),
+   and Keras's stock RandomTranslation for comparison. The network with and without it train
    one epoch each in turn, PAIRS times; each pair's ratio compares epochs a few seconds
    apart, so a machine whose speed drifts slows both alike. They are fed as our training
    loop feeds a model (train.ShuffledBatches.for_fit: on TensorFlow, without the tf.data
    autotuning that runs some epochs on one core on this project's 2-core CPU). The median
    pair counts.
-3. Time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one full
-   training run per epoch budget (the one-cycle schedule fits the budget), each scored on
-   the test set once it is over. The time is the whole call: model building, compilation,
-   training and scoring; loading the data is timed apart. The test set only reports: it
-   stops nothing and chooses nothing. Median and range over the seeds.
-4. Speed options, on the Spark tutorial's 3-model ensemble with its shifts: more training
-   steps per call into the compiled step, mixed precision, a 4x larger batch, and all
-   three, against the tutorial's settings. One model.fit per option on the same images,
+3. warps: model.py's RandomShift and RandomAffine, which move images with
+   keras.ops.image.affine_transform, against the hand-written code they replaced
+   (ShiftByMatrices, AffineByGathers, below): the same draws and images, in front of the same
+   network, alternating as in 2.
+4. options: speed options, on the Spark tutorial's 3-model ensemble with its shifts: more
+   training steps per call into the compiled step, mixed precision, a 4x larger batch, and
+   all three, against the tutorial's settings. One model.fit per option on the same images,
    trained one epoch each in turn, PAIRS times (as in 2.); each round's speed-ups compare
    epochs seconds apart, and the median round counts. What mixed precision and the larger
    batch do to accuracy: results/fast-speed-options.md.
-5. Peak memory: the process's resident set on the host; the device's, where the backend says.
+5. accuracy: time to accuracy of a recipe (default: fast_cnn with its TRAINING settings): one
+   full training run per epoch budget (the one-cycle schedule fits the budget), each scored
+   on the test set once it is over. The time is the whole call: model building, compilation,
+   training and scoring; loading the data is timed apart. The test set only reports: it
+   stops nothing and chooses nothing. Median and range over the seeds.
+6. Peak memory: the process's resident set on the host; the device's, where the backend says.
+
+A report of only some parts is named after them: results/speed-cpu-warps.md, say.
 """
 import argparse
 import resource
@@ -44,14 +52,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
 
 from data import DataError, load_dataset
-from experiments.ladder import ladder_augmentation, ladder_dropout
-from main import positive_int
+from experiments.ladder import AUGMENTATION, ladder_augmentation, ladder_dropout
 from experiments.runner import RESULTS
-from model import MODELS, get_model, options, training_for
-from train import (ShuffledBatches, build_model, compute_device, describe_device, train_and_evaluate, write_json,
-                   write_text)
+from main import positive_int
+from model import MODELS, RandomAffine, RandomShift, get_model, options
+from train import (ShuffledBatches, build_model, compute_device, describe_device, train_and_evaluate,
+                   training_for, write_json, write_text)
 
 STEPS = 30  # training steps per timed epoch
 REPEATS = 3  # timed epochs per measurement, after one that compiles: the fastest one counts
@@ -61,6 +70,7 @@ RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
 TARGETS = [99.0, 99.4, 99.5, 99.6, 99.7]  # test accuracy, percent
 OPTIONS_MODEL = "spark_finetuned"
+PARTS = ["throughput", "augmentation", "warps", "options", "accuracy"]  # the report's sections, in order
 SPEED_OPTIONS = [  # (label, what changes): one option at a time, then all of them
     ("the tutorial's: batch 128, float32, 1 step per call", {}),
     ("16 steps per call", {"steps_per_execution": 16}),
@@ -80,6 +90,8 @@ def main(argv):
                         help="epoch budgets to time (default: %(default)s)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per budget (default: 3)")
     parser.add_argument("--steps", type=positive_int, default=STEPS, help="steps per timing (default: %(default)s)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
+                        help="measure only these (default: all); the report is then speed-DEVICE-PARTS.md")
     parser.add_argument("--tiny", action="store_true", help="500 images, 2 steps, 1 epoch, 1 seed: for the tests")
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, ...)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the report (default: results/)")
@@ -98,23 +110,29 @@ def main(argv):
     except DataError as error:
         sys.exit(f"error: {error}")
 
-    throughput = [measure(name, builder, options, dataset, args.steps) for name, builder, options in contenders()]
-    costs = [augmentation_cost(*augmentation, dataset, args.steps, 2 if args.tiny else PAIRS)
-             for augmentation in augmentations()]
-    options = speed_options(dataset, args.steps, 2 if args.tiny else PAIRS)
-    memory_after_throughput = peak_memory()
-    runs = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
+    pairs = 2 if args.tiny else PAIRS
     report = {"device": device, "backend": keras.backend.backend(), "keras": keras.__version__,
               "date": time.strftime("%Y-%m-%d"), "command": shlex.join(["python", "-m", "experiments", "speed", *argv]),
               "data_load_seconds": round(load_seconds, 1), "train_images": len(dataset.x_train),
-              "steps_timed": args.steps, "batch_size": BATCH_SIZE, "throughput": throughput,
-              "augmentation_cost": costs, "options_model": OPTIONS_MODEL, "speed_options": options,
-              "recipe": args.recipe, "recipe_settings": training_for(args.recipe),
-              "runs": runs, "time_to_accuracy": summarise(runs),
-              "peak_memory_mib": {"after_throughput": memory_after_throughput, "at_end": peak_memory()}}
+              "steps_timed": args.steps, "batch_size": BATCH_SIZE}
+    if "throughput" in args.parts:
+        report["throughput"] = [measure(*contender, dataset, args.steps) for contender in contenders()]
+    if "augmentation" in args.parts:
+        report["augmentation_cost"] = [augmentation_cost(*each, dataset, args.steps, pairs) for each in augmentations()]
+    if "warps" in args.parts:
+        report["warps"] = [warp_cost(*each, dataset, args.steps, pairs) for each in warps()]
+    if "options" in args.parts:
+        report["options_model"] = OPTIONS_MODEL
+        report["speed_options"] = speed_options(dataset, args.steps, pairs)
+    report["peak_memory_mib"] = {"before_accuracy_runs": peak_memory()}
+    if "accuracy" in args.parts:
+        report["recipe"], report["recipe_settings"] = args.recipe, str(training_for(args.recipe))
+        report["runs"] = time_to_accuracy(args.recipe, dataset, args.budgets, args.seeds)
+        report["time_to_accuracy"] = summarise(report["runs"])
+        report["peak_memory_mib"]["at_end"] = peak_memory()
     markdown = render(report)
     print("\n" + markdown)
-    name = "speed-tiny" if args.tiny else f"speed-{compute_device()[0]}"
+    name = "-".join(["speed", "tiny" if args.tiny else compute_device()[0], *([] if args.parts == PARTS else args.parts)])
     write_json(args.out / f"{name}.json", report)
     write_text(args.out / f"{name}.md", markdown)
     print(f"Wrote {args.out / name}.json and .md")
@@ -133,19 +151,82 @@ def contenders():
 def augmentations():
     """(augmentation, the network it feeds, (model, hyperparameters) with it, and without it)."""
     without_shifts = ("spark_finetuned", {"augment": False})
+    stock_shifts = augmented(keras.layers.RandomTranslation, "spark_finetuned", 0.1, 0.1, fill_mode="constant")
     return [("RandomShift (model.py): Spark's shifts", "spark_finetuned", ("spark_finetuned", {}), without_shifts),
             ("RandomShift (model.py)", "fast_cnn", ("fast_cnn", {}), ("fast_cnn", {"augment": False})),
             ("RandomAffine (model.py): rotation, shear, zoom", "ladder_dropout", (ladder_augmentation, {}),
              (ladder_dropout, {})),
-            ("keras.layers.RandomTranslation: Spark's shifts, stock", "spark_finetuned",
-             (spark_finetuned_stock_shifts, {}), without_shifts)]
+            ("keras.layers.RandomTranslation: Spark's shifts, stock", "spark_finetuned", (stock_shifts, {}),
+             without_shifts)]
 
 
-def spark_finetuned_stock_shifts(input_shape, num_classes):
-    """The Spark tutorial's final model with its shifts done by keras.layers.RandomTranslation."""
-    network = get_model("spark_finetuned", input_shape, num_classes, augment=False)
-    return keras.Sequential([keras.Input(shape=input_shape),
-                             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant"), network])
+def warps():
+    """(this project's warp, the network it feeds, (model, hyperparameters) with it, as model.py does
+    it with keras.ops.image.affine_transform, and with the hand-written version it replaced)."""
+    return [(layer.__name__, network, (augmented(layer, network, **options), {}),
+             (augmented(by_hand, network, **options), {}))
+            for layer, by_hand, network, options in [
+                (RandomShift, ShiftByMatrices, "fast_cnn", {"factor": 0.1}),
+                (RandomShift, ShiftByMatrices, "spark_finetuned", {"factor": 0.1}),
+                (RandomAffine, AffineByGathers, "ladder_dropout", AUGMENTATION)]]
+
+
+def augmented(layer, network, *args, **kwargs):
+    """A builder: `layer(*args, **kwargs)` in front of `network` (a name in MODELS, or ladder_dropout),
+    the network built without its own augmentation."""
+    def build(input_shape, num_classes):
+        inner = ladder_dropout(input_shape, num_classes) if network == "ladder_dropout" else \
+            get_model(network, input_shape, num_classes, augment=False)
+        return keras.Sequential([keras.Input(shape=input_shape), layer(*args, **kwargs), inner])
+    build.__name__ = f"{layer.__name__}_then_{network}"
+    return build
+
+
+class ShiftByMatrices(RandomShift):
+    """RandomShift's draws, moved by two batched products with shifted identity matrices: the
+    hand-written shift this project used before keras.ops.image.affine_transform, for comparison.
+    The same images (tests/test_experiments.py)."""
+
+    def move(self, images, dy, dx):
+        rows, cols = shift_matrices(dy, images.shape[1], images.dtype), shift_matrices(dx, images.shape[2], images.dtype)
+        images = ops.einsum("bij,bjwc->biwc", rows, images)  # move rows down by dy
+        return ops.einsum("bkw,biwc->bikc", cols, images)  # move columns right by dx
+
+
+def shift_matrices(shifts, size, dtype):
+    """One (size x size) matrix per shift s: row i interpolates source pixel i - s."""
+    positions = ops.arange(size, dtype="float32")
+    source = positions[None, :, None] - ops.cast(shifts, "float32")[:, None, None]
+    return ops.cast(ops.relu(1.0 - ops.abs(positions[None, None, :] - source)), dtype)
+
+
+class AffineByGathers(RandomAffine):
+    """RandomAffine's draws, warped by four gathers (bilinear, nearest edge pixel): the hand-written
+    warp this project used before keras.ops.image.affine_transform, for comparison. The same
+    images, to rounding (tests/test_experiments.py)."""
+
+    def warp(self, images, angle, shear, zoom_rows, zoom_cols):
+        batch, height, width, channels = ops.shape(images)[0], *images.shape[1:]
+        centre_row, centre_col = (height - 1) / 2, (width - 1) / 2  # output (row, col) reads map @ (row, col)
+        rows, cols = np.meshgrid(np.arange(height) - centre_row, np.arange(width) - centre_col, indexing="ij")
+        rows, cols = (ops.convert_to_tensor(x.reshape(1, -1), "float32") for x in (rows, cols))
+        source_row = zoom_rows * ops.cos(angle) * rows - zoom_cols * ops.sin(angle + shear) * cols + centre_row
+        source_col = zoom_rows * ops.sin(angle) * rows + zoom_cols * ops.cos(angle + shear) * cols + centre_col
+        source_row, source_col = ops.clip(source_row, 0, height - 1), ops.clip(source_col, 0, width - 1)
+        row_0, col_0 = ops.floor(source_row), ops.floor(source_col)
+        row_weight, col_weight = (source_row - row_0)[..., None], (source_col - col_0)[..., None]
+        row_0, col_0 = ops.cast(row_0, "int32"), ops.cast(col_0, "int32")
+        row_1, col_1 = ops.minimum(row_0 + 1, height - 1), ops.minimum(col_0 + 1, width - 1)
+        pixels = ops.reshape(ops.cast(images, "float32"), (batch, height * width, channels))
+
+        def at(row, col):
+            index = ops.broadcast_to((row * width + col)[..., None], (batch, height * width, channels))
+            return ops.take_along_axis(pixels, index, axis=1)
+
+        top = at(row_0, col_0) * (1 - col_weight) + at(row_0, col_1) * col_weight
+        bottom = at(row_1, col_0) * (1 - col_weight) + at(row_1, col_1) * col_weight
+        out = top * (1 - row_weight) + bottom * row_weight
+        return ops.cast(ops.reshape(out, (batch, height, width, channels)), images.dtype)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -184,10 +265,9 @@ def measure(label, model, hyperparameters, dataset, steps):
                     x_val=dataset.x_val[:BATCH_SIZE], y_val=dataset.y_val[:BATCH_SIZE],  # one batch each:
                     x_test=dataset.x_test[:BATCH_SIZE], y_test=dataset.y_test[:BATCH_SIZE])  # barely timed
     timer = EpochTimer()
-    settings = {**training_for(model), "batch_size": BATCH_SIZE, "epochs": 1 + REPEATS}
-    settings.pop("patience", None)
-    train_and_evaluate(model, small, {**settings, "callbacks": [lambda: timer]}, hyperparameters=hyperparameters,
-                       verbose=0)
+    settings = training_for(model).replace(batch_size=BATCH_SIZE, epochs=1 + REPEATS, patience=None,
+                                           callbacks=[lambda: timer])
+    train_and_evaluate(model, small, settings, hyperparameters=hyperparameters, verbose=0)
     ours = timer.fastest() / steps
 
     plain = get_model(model, dataset.input_shape, dataset.num_classes,
@@ -205,19 +285,36 @@ def measure(label, model, hyperparameters, dataset, steps):
 
 def augmentation_cost(augmentation, network, with_it, without_it, dataset, steps, pairs):
     """The augmentation's extra time per training step, as a share of the network's own step."""
-    images = steps * BATCH_SIZE
-    x, y = dataset.x_train[:images], dataset.y_train[:images]
-    models = []
-    for model, hyperparameters in (with_it, without_it):
-        models.append(get_model(model, dataset.input_shape, dataset.num_classes, **hyperparameters))
-        models[-1].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    with_ms, without_ms = 1000 * alternating_epochs(models, [BATCH_SIZE] * 2, x, y, pairs).T / steps
+    with_ms, without_ms = alternating_pair(with_it, without_it, dataset, steps, pairs)
     row = {"augmentation": augmentation, "network": network, "pairs": pairs,
            "ms_per_step_with": float(np.median(with_ms)), "ms_per_step_without": float(np.median(without_ms)),
            "share": float(np.median(with_ms / without_ms)) - 1,
            "share_range": [float(min(with_ms / without_ms)) - 1, float(max(with_ms / without_ms)) - 1]}
     print(f"{augmentation} on {network}: {row['share']:+.0%} of a step", flush=True)
     return row
+
+
+def warp_cost(warp, network, with_keras, by_hand, dataset, steps, pairs):
+    """A training step with the warp as model.py does it (keras.ops.image.affine_transform) against
+    one with the hand-written version."""
+    keras_ms, hand_ms = alternating_pair(with_keras, by_hand, dataset, steps, pairs)
+    row = {"warp": warp, "network": network, "pairs": pairs, "ms_per_step_affine_transform": float(np.median(keras_ms)),
+           "ms_per_step_by_hand": float(np.median(hand_ms)), "ratio": float(np.median(keras_ms / hand_ms)),
+           "ratio_range": [float(min(keras_ms / hand_ms)), float(max(keras_ms / hand_ms))]}
+    print(f"{warp} on {network}: affine_transform takes {row['ratio']:.2f}x the hand-written step", flush=True)
+    return row
+
+
+def alternating_pair(first, second, dataset, steps, pairs):
+    """Milliseconds per training step of two (model, hyperparameters), one epoch each in turn, `pairs`
+    times (alternating_epochs): two arrays of `pairs` values."""
+    images = steps * BATCH_SIZE
+    models = []
+    for model, hyperparameters in (first, second):
+        models.append(get_model(model, dataset.input_shape, dataset.num_classes, **hyperparameters))
+        models[-1].compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    seconds = alternating_epochs(models, [BATCH_SIZE] * 2, dataset.x_train[:images], dataset.y_train[:images], pairs)
+    return 1000 * seconds.T / steps
 
 
 def speed_options(dataset, steps, rounds):
@@ -261,7 +358,7 @@ def time_to_accuracy(recipe, dataset, budgets, seeds):
     runs = []
     for seed in range(seeds):
         for epochs in budgets:
-            settings = {**training_for(recipe), "epochs": epochs}
+            settings = training_for(recipe).replace(epochs=epochs)
             start = time.perf_counter()
             _, result = train_and_evaluate(recipe, dataset, settings, seed, verbose=0)
             seconds = time.perf_counter() - start
@@ -304,54 +401,75 @@ def peak_memory():
 
 
 def render(report):
+    """The report as Markdown: a section for each measurement it holds."""
     lines = [f"# Speed on {report['device']}", "",
              f"Command: `{report['command']}`  ",
              f"Backend: {report['backend']} (Keras {report['keras']}), date: {report['date']}, "
-             f"batch size {report['batch_size']}, per row the fastest of {REPEATS} epochs of {report['steps_timed']} steps; "
-             f"loading MNIST took {report['data_load_seconds']} s.", "",
-             "## Throughput", "",
-             f"| model | ms per step | steps per second | seconds per epoch ({report['train_images']:,} images) "
-             "| plain model.fit, no augmentation (ms per step) | ratio |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for row in report["throughput"]:
-        lines.append(f"| {row['model']} | {row['ms_per_step']:.1f} | {row['steps_per_second']:.1f} | "
-                     f"{row['seconds_per_epoch']:.1f} | {row['reference_ms_per_step']:.1f} | "
-                     f"{row['ratio_to_reference']:.2f} |")
-    lines += ["", "## What augmentation costs", "",
-              f"Extra time per training step, as a share of the step of the network it feeds: the network "
-              f"with and without the augmentation trained one epoch each in turn, "
-              f"{report['augmentation_cost'][0]['pairs']} times; the median pair's ratio, and the range.", "",
-              "| augmentation | network | ms per step with it | without it | share of a step (median) | range |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for row in report["augmentation_cost"]:
-        low, high = row["share_range"]
-        lines.append(f"| {row['augmentation']} | {row['network']} | {row['ms_per_step_with']:.1f} | "
-                     f"{row['ms_per_step_without']:.1f} | {row['share']:+.0%} | {low:+.0%} to {high:+.0%} |")
-    lines += ["", f"## Speed options: {report['options_model']} (3 networks, shifts)", "",
-              "model.fit on the same images with each option, one epoch each in turn, "
-              f"{report['speed_options'][0]['rounds']} times; the median round, and the range of the speed-ups. "
-              "Mixed precision and the batch size change the arithmetic: what they do to accuracy is in "
-              "results/fast-speed-options.md.", "",
-              f"| settings | microseconds per image | seconds per epoch ({report['train_images']:,} images) "
-              "| speed-up (median) | range |", "| --- | --- | --- | --- | --- |"]
-    for row in report["speed_options"]:
-        low, high = row["speed_up_range"]
-        lines.append(f"| {row['option']} | {row['us_per_image']:.0f} | {row['seconds_per_epoch']:.1f} | "
-                     f"{row['speed_up']:.2f}x | {low:.2f}x to {high:.2f}x |")
-    lines += ["", f"## Time to accuracy: {report['recipe']}, {report['recipe_settings']}", "",
-              "| target (test) | median seconds | seconds per seed | seeds that reached it |",
-              "| --- | --- | --- | --- |"]
-    for row in report["time_to_accuracy"]:
-        median = "not reached" if row["median_seconds"] is None else f"{row['median_seconds']:.0f}"
-        per_seed = ", ".join("-" if s is None else f"{s:.0f}" for s in row["seconds_per_seed"])
-        lines.append(f"| {row['target']:.1f}% | {median} | {per_seed} | "
-                     f"{row['reached']} of {len(row['seconds_per_seed'])} |")
-    lines += ["", "| seed | epochs | seconds | val | test |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {run['seed']} | {run['epochs']} | {run['seconds']:.0f} | {run['val_accuracy']:.2f}% | "
-              f"{run['test_accuracy']:.2f}% |" for run in report["runs"]]
-    def mib(memory):
-        return ", ".join(f"{where} {value:,}" for where, value in memory.items())
-    memory = report["peak_memory_mib"]
-    lines += ["", f"Peak memory (MiB): {mib(memory['after_throughput'])} after the throughput runs, "
-              f"{mib(memory['at_end'])} at the end.", ""]
+             f"batch size {report['batch_size']}, {report['steps_timed']} steps per timed epoch; "
+             f"loading MNIST took {report['data_load_seconds']} s."]
+    images = f"{report['train_images']:,} images"
+    if "throughput" in report:
+        lines += section("Throughput", f"Per row the fastest of {REPEATS} timed epochs.",
+                         ["model", "ms per step", "steps per second", f"seconds per epoch ({images})",
+                          "plain model.fit, no augmentation (ms per step)", "ratio"],
+                         [[row["model"], f"{row['ms_per_step']:.1f}", f"{row['steps_per_second']:.1f}",
+                           f"{row['seconds_per_epoch']:.1f}", f"{row['reference_ms_per_step']:.1f}",
+                           f"{row['ratio_to_reference']:.2f}"] for row in report["throughput"]])
+    if "augmentation_cost" in report:
+        lines += section("What augmentation costs",
+                         "Extra time per training step, as a share of the step of the network it feeds: the network "
+                         "with and without the augmentation trained one epoch each in turn, "
+                         f"{report['augmentation_cost'][0]['pairs']} times; the median pair's ratio, and the range.",
+                         ["augmentation", "network", "ms per step with it", "without it", "share of a step (median)",
+                          "range"],
+                         [[row["augmentation"], row["network"], f"{row['ms_per_step_with']:.1f}",
+                           f"{row['ms_per_step_without']:.1f}", f"{row['share']:+.0%}",
+                           f"{row['share_range'][0]:+.0%} to {row['share_range'][1]:+.0%}"]
+                          for row in report["augmentation_cost"]])
+    if "warps" in report:
+        lines += section("The warps: keras.ops.image.affine_transform against hand-written code",
+                         "The same random draws and the same images, moved by keras.ops.image.affine_transform "
+                         "(model.py) or by the hand-written code it replaced (ShiftByMatrices, AffineByGathers), in "
+                         "front of the same network; trained one epoch each in turn, "
+                         f"{report['warps'][0]['pairs']} times; the median pair's ratio, and the range.",
+                         ["warp", "network", "ms per step, affine_transform", "by hand",
+                          "affine_transform / by hand (median)", "range"],
+                         [[row["warp"], row["network"], f"{row['ms_per_step_affine_transform']:.1f}",
+                           f"{row['ms_per_step_by_hand']:.1f}", f"{row['ratio']:.2f}x",
+                           f"{row['ratio_range'][0]:.2f}x to {row['ratio_range'][1]:.2f}x"] for row in report["warps"]])
+    if "speed_options" in report:
+        lines += section(f"Speed options: {report['options_model']}",
+                         "model.fit on the same images with each option, one epoch each in turn, "
+                         f"{report['speed_options'][0]['rounds']} times; the median round, and the range of the "
+                         "speed-ups. Mixed precision and the batch size change the arithmetic: what they do to "
+                         "accuracy is in results/fast-speed-options.md.",
+                         ["settings", "microseconds per image", f"seconds per epoch ({images})", "speed-up (median)",
+                          "range"],
+                         [[row["option"], f"{row['us_per_image']:.0f}", f"{row['seconds_per_epoch']:.1f}",
+                           f"{row['speed_up']:.2f}x", f"{row['speed_up_range'][0]:.2f}x to {row['speed_up_range'][1]:.2f}x"]
+                          for row in report["speed_options"]])
+    if "time_to_accuracy" in report:
+        lines += section(f"Time to accuracy: {report['recipe']}, {report['recipe_settings']}", None,
+                         ["target (test)", "median seconds", "seconds per seed", "seeds that reached it"],
+                         [[f"{row['target']:.1f}%",
+                           "not reached" if row["median_seconds"] is None else f"{row['median_seconds']:.0f}",
+                           ", ".join("-" if s is None else f"{s:.0f}" for s in row["seconds_per_seed"]),
+                           f"{row['reached']} of {len(row['seconds_per_seed'])}"] for row in report["time_to_accuracy"]])
+        lines += section_table(["seed", "epochs", "seconds", "val", "test"],
+                               [[str(run["seed"]), str(run["epochs"]), f"{run['seconds']:.0f}",
+                                 f"{run['val_accuracy']:.2f}%", f"{run['test_accuracy']:.2f}%"] for run in report["runs"]])
+    memory = ", ".join(f"{when.replace('_', ' ')}: " + ", ".join(f"{where} {value:,}" for where, value in peak.items())
+                       for when, peak in report["peak_memory_mib"].items())
+    lines += ["", f"Peak memory (MiB), {memory}.", ""]
     return "\n".join(lines)
+
+
+def section(title, text, header, rows):
+    """A report section's lines: its heading, a paragraph (if any), and a table."""
+    return ["", f"## {title}", *(["", text] if text else []), *section_table(header, rows)]
+
+
+def section_table(header, rows):
+    """A Markdown table's lines, after a blank one."""
+    return ["", f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}",
+            *(f"| {' | '.join(row)} |" for row in rows)]

@@ -1,6 +1,8 @@
 """main.py: flags, the results file, saved models, and end-to-end runs on real data."""
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -8,7 +10,10 @@ import keras
 import pytest
 
 import main
+import model
+import quiet
 from conftest import ROOT, SHARED_DATA
+from train import Training
 
 RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy",
                "val_accuracy", "test_accuracy", "test_loss"}
@@ -38,23 +43,23 @@ def test_invalid_flags_are_named(flags, complaint, capsys):
 
 def test_tutorial_settings_with_overrides():
     settings = main.settings_for("spark_finetuned", main.parse_args(["--epochs", "3"]))
-    assert settings == dict(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=3, patience=5)
+    assert settings == Training(optimizer="adam", learning_rate=0.001, batch_size=128, epochs=3, patience=5)
     no_stopping = main.parse_args(["--no-early-stopping", "--optimizer", "sgd", "--batch-size", "32"])
-    assert "patience" not in main.settings_for("spark_finetuned", no_stopping)
-    assert main.settings_for("l42_mlp", no_stopping)["optimizer"] == "sgd"
+    assert main.settings_for("spark_finetuned", no_stopping).patience is None
+    assert main.settings_for("l42_mlp", no_stopping).optimizer == "sgd"
     stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
-    assert stopping["patience"] == main.DEFAULT_PATIENCE and stopping["learning_rate"] == 0.5
+    assert stopping.patience == main.DEFAULT_PATIENCE and stopping.learning_rate == 0.5
 
 
 def test_speed_flags_and_learning_rate_scaled_to_the_batch():
     args = main.parse_args(["--batch-size", "512", "--scale-learning-rate", "--precision", "mixed_bfloat16",
                             "--steps-per-execution", "8"])
     adam = main.settings_for("spark_baseline", args)  # tuned for 128 images a step: 4x the batch
-    assert adam["learning_rate"] == pytest.approx(0.002) and adam["batch_size"] == 512
-    assert adam["precision"] == "mixed_bfloat16" and adam["steps_per_execution"] == 8
-    assert main.settings_for("l42_mlp", args)["learning_rate"] == pytest.approx(0.04)  # SGD: linear
+    assert adam.learning_rate == pytest.approx(0.002) and adam.batch_size == 512
+    assert adam.precision == "mixed_bfloat16" and adam.steps_per_execution == 8
+    assert main.settings_for("l42_mlp", args).learning_rate == pytest.approx(0.04)  # SGD: linear
     unscaled = main.settings_for("spark_baseline", main.parse_args(["--batch-size", "512"]))
-    assert unscaled["learning_rate"] == 0.001 and "precision" not in unscaled
+    assert unscaled.learning_rate == 0.001 and unscaled.precision == "float32"
 
 
 def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
@@ -75,6 +80,36 @@ def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
     loaded = keras.models.load_model(saved / "spark_finetuned.keras")
     assert loaded.count_params() == 2_443_714
     assert sorted(p.name for p in saved.iterdir()) == ["l42_mlp.keras", "spark_finetuned.keras"]
+
+
+def test_a_mistyped_setting_in_training_stops_the_run_with_its_name(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(model.TRAINING, "l42_mlp", dict(optimizer="sgd", patiance=3))
+    with pytest.raises(SystemExit) as exit:
+        main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "--checkpoints", str(tmp_path / "ck")])
+    assert exit.value.code.startswith("error: l42_mlp: unknown training setting patiance: the settings are ")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_settings_that_hold_functions_train_and_report(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(model.TRAINING, "l42_mlp", dict(
+        optimizer=functools.partial(keras.optimizers.SGD, learning_rate=0.05), batch_size=32, epochs=2,
+        callbacks=[lambda: keras.callbacks.ReduceLROnPlateau(patience=1)]))
+    args = ["--data-dir", str(data_dir), "--model", "l42_mlp", "--checkpoints", str(tmp_path / "ck"),
+            "--results", str(tmp_path / "r.json")]
+    main.main(args)
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 2
+    assert "=== l42_mlp: optimizer={'partial': " in capsys.readouterr().out  # named, not a memory address
+
+
+def test_only_tensorflows_start_up_notes_are_dropped_from_stderr():
+    notes = [b"I0000 00:00:1796200651.714935   10817 port.cc:153] oneDNN custom operations are on.",
+             b"I0000 00:00:1796200651.715185   10817 cudart_stub.cc:31] Could not find cuda drivers on your machine",
+             b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"]
+    kept = [b"E0000 00:00:1796200654.241987   10817 cuda_dnn.cc:8579] Unable to register cuDNN factory",
+            b"W0000 00:00:1796200654.241987   10817 gpu_device.cc:2] Cannot dlopen some GPU libraries.",
+            b"Traceback (most recent call last):", b"ImportError: libcudart.so.12: cannot open shared object file"]
+    assert all(quiet.LOADING_NOTES.fullmatch(line) for line in notes)
+    assert not any(quiet.LOADING_NOTES.fullmatch(line) for line in kept)
 
 
 def test_data_error_exits_with_message_and_writes_nothing(tmp_path, capsys):
@@ -100,13 +135,18 @@ def test_same_seed_same_result(data_dir, tmp_path):
 def test_end_to_end_on_real_data(dataset, model, tmp_path):
     """The real command, on a few hundred real images for one epoch."""
     results = tmp_path / "results.json"
-    env = {**os.environ, "DATA_DIR": str(SHARED_DATA)}
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # as a user runs it
     run = subprocess.run([sys.executable, "main.py", "--dataset", dataset, "--model", model, "--epochs", "1",
                           "--limit", "400", "--results", str(results), "--checkpoints", str(tmp_path / "ck")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                         cwd=ROOT, env={**env, "DATA_DIR": str(SHARED_DATA)}, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
     [result] = report["models"]
     assert report["dataset"] == dataset and result["name"] == model and RESULT_KEYS <= set(result)
     assert result["epochs_run"] == 1 and 0.1 < result["test_accuracy"] <= 1  # learnt something
     assert f"Test accuracy on {dataset} (" in run.stdout
+    # Quiet: no log line from TensorFlow's C++ code (or absl's), whatever the device.
+    assert not re.findall(r"^(?:[EWI]\d{4} |WARNING: All log messages).*", run.stderr, re.MULTILINE), run.stderr
+    # The data loss is shown only where a weight penalty (spark_finetuned's L2) makes it differ from the loss.
+    assert ("- data_loss:" in run.stdout) == (model == "spark_finetuned")

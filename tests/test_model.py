@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from model import MODELS, RandomAffine, RandomShift, affine_transform, get_model, shift_matrices
+from model import MODELS, RandomAffine, RandomShift, affine_transform, get_model
 
 # None of seeds 000/001 prints a summary, so these counts are worked out from the layer
 # shapes the seeds give (e.g. baseline: 320 + 9,248 + 802,944 + 1,290; fine-tuned adds
@@ -52,27 +52,15 @@ def test_get_model_rejects_unknown_names_and_options():
         get_model("l42_mlp", (28, 28, 1), 10, augment=True)
 
 
-def test_shift_matrices_move_images_by_known_amounts():
-    image = np.zeros((6, 6), "float32")
-    image[2, 3] = 1.0
-    matrices = keras.ops.convert_to_numpy(shift_matrices(np.array([2.0, -1.0, 0.5, 5.0]), 6, "float32"))
-    moved = [m @ image for m in matrices]  # shifts rows (down for positive shifts)
-    assert moved[0][4, 3] == 1 and moved[0].sum() == 1
-    assert moved[1][1, 3] == 1 and moved[1].sum() == 1
-    np.testing.assert_allclose(moved[2][2:4, 3], [0.5, 0.5])  # half a pixel: shared between two
-    assert moved[3].sum() == 0  # shifted out of the frame: the background (0) comes in
-
-
-def test_random_shift_matches_integer_roll_with_zero_fill():
-    images = np.random.rand(8, 28, 28, 1).astype("float32")
-    layer = RandomShift(0.1)
-    rows = shift_matrices(np.array([3.0] * 8), 28, "float32")
-    cols = shift_matrices(np.array([-2.0] * 8), 28, "float32")
-    shifted = keras.ops.convert_to_numpy(keras.ops.einsum("bkw,biwc->bikc", cols, keras.ops.einsum("bij,bjwc->biwc", rows, images)))
-    expected = np.zeros_like(images)
-    expected[:, 3:, :-2] = images[:, :-3, 2:]
-    np.testing.assert_allclose(shifted, expected, atol=1e-6)
-    assert layer.compute_output_shape((None, 28, 28, 1)) == (None, 28, 28, 1)
+def test_random_shift_moves_images_by_known_whole_pixels_and_brings_in_black():
+    images = np.random.rand(3, 28, 28, 1).astype("float32")
+    dy, dx = np.array([3.0, -1.0, 30.0], "float32"), np.array([-2.0, 0.0, 0.0], "float32")
+    moved = keras.ops.convert_to_numpy(RandomShift(0.1).move(images, dy, dx))
+    np.testing.assert_array_equal(moved[0, 3:, :-2], images[0, :-3, 2:])  # 3 down, 2 left
+    assert (moved[0, :3] == 0).all() and (moved[0, :, -2:] == 0).all()  # the background comes in
+    np.testing.assert_array_equal(moved[1, :-1], images[1, 1:])  # 1 up
+    assert (moved[2] == 0).all()  # shifted out of the frame
+    assert RandomShift(0.1).compute_output_shape((None, 28, 28, 1)) == (None, 28, 28, 1)
 
 
 def test_random_shift_moves_whole_pixels_within_ten_percent():

@@ -1,4 +1,6 @@
 """train.py: same seed same weights, resuming after a kill anywhere, and stopping on NaN."""
+import dataclasses
+import functools
 import json
 import os
 import signal
@@ -12,8 +14,9 @@ import pytest
 import data
 import train
 from conftest import ROOT, make_idx_folder
+from model import MODELS
 
-TINY_RUN = ["--model", "spark_finetuned", "--epochs", "4", "--batch-size", "16",
+TINY_RUN = ["--model", "tiny_finetuned", "--epochs", "4", "--batch-size", "16",
             "--early-stopping", "--patience", "2", "--seed", "3"]
 BATCHES_PER_EPOCH = 6  # 90 training images in batches of 16
 
@@ -27,8 +30,13 @@ BATCHES_PER_EPOCH = 6  # 90 training images in batches of 16
 LAUNCHER = """
 import json, os, signal, sys
 sys.path.insert(0, {root!r})
-import keras, data, train, main
+import keras, data, model, train, main
 data.IDX_SHA256["mnist"] = {hashes!r}
+
+def tiny_finetuned(input_shape, num_classes):  # Spark's final model, one narrow network: every random source, fast
+    return model.spark_finetuned(input_shape, num_classes, ensemble=1, conv_depth=8, hidden_size=16)
+model.MODELS["tiny_finetuned"] = tiny_finetuned
+model.TRAINING["tiny_finetuned"] = model.TRAINING["spark_finetuned"]
 where, n, calls = {where!r}, {n}, [0]
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -125,7 +133,7 @@ def tiny_dataset(data_dir):
 
 
 def final_weights(dataset, seed, **speed_options):
-    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=2, **speed_options)
+    settings = train.Training(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=2, **speed_options)
     model, _ = train.train_and_evaluate("spark_finetuned", dataset, settings, seed,
                                         {"ensemble": 1}, verbose=0)
     return model.get_weights()
@@ -165,7 +173,7 @@ def test_a_written_file_appears_whole_and_readable_by_all_or_not_at_all(tmp_path
 
 def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_weights(data_dir):
     dataset = tiny_dataset(data_dir)
-    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=1, precision="mixed_bfloat16")
+    settings = train.Training(batch_size=16, epochs=1, precision="mixed_bfloat16")
     model, result = train.train_and_evaluate("spark_baseline", dataset, settings, verbose=0)
     assert {layer.compute_dtype for layer in model.layers} == {"bfloat16"}
     assert {weight.dtype for weight in model.weights} == {"float32"}
@@ -177,7 +185,7 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_weights(data_dir
 
 
 def test_nan_is_caught_with_several_steps_per_call(data_dir):
-    settings = dict(optimizer="sgd", learning_rate=1e12, batch_size=16, epochs=2, steps_per_execution=4)
+    settings = train.Training(optimizer="sgd", learning_rate=1e12, batch_size=16, epochs=2, steps_per_execution=4)
     with pytest.raises(train.TrainingError, match="The loss became nan at epoch 1, by batch [0-9]+"):
         train.train_and_evaluate("spark_baseline", tiny_dataset(data_dir), settings, verbose=0)
 
@@ -216,7 +224,7 @@ def test_fit_cuts_every_batch_in_its_own_epochs_order(data_dir, monkeypatch):
 
     monkeypatch.setattr(train.ShuffledBatches, "shuffle", shuffle_and_note)
     monkeypatch.setattr(train.ShuffledBatches, "__getitem__", cut_and_note)
-    settings = dict(optimizer="adam", learning_rate=0.001, batch_size=16, epochs=3)
+    settings = train.Training(batch_size=16, epochs=3)
     train.train_and_evaluate("l42_mlp", tiny_dataset(data_dir), settings, verbose=0)
     # Every batch of every epoch was cut in that epoch's order, and none in an earlier one. (Keras
     # may cut a batch twice: JAX's trainer reads the first one to build the model.)
@@ -244,10 +252,92 @@ def test_smoothed_crossentropy_matches_keras_on_one_hot_labels():
 
 
 def test_one_cycle_warms_up_to_the_peak_then_anneals_to_zero():
-    optimizer = train.make_optimizer(dict(optimizer="adam", learning_rate=0.01, one_cycle=True), steps=100)
+    optimizer = train.make_optimizer(train.Training(learning_rate=0.01, one_cycle=True), steps=100)
     schedule = optimizer._learning_rate  # the schedule itself: .learning_rate is its current value
     rate = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert np.allclose(rate[0], 0.001) and 0.001 < rate[1] < 0.01 and np.isclose(rate[2], 0.01)
     assert 0 < rate[3] < 0.01 and rate[4] < 1e-6
-    constant = train.make_optimizer(dict(optimizer="adam", learning_rate=0.01), steps=100)
+    constant = train.make_optimizer(train.Training(learning_rate=0.01), steps=100)
     assert np.isclose(float(constant.learning_rate), 0.01)
+
+
+@pytest.mark.parametrize("settings, named", [
+    (dict(patiance=3), "unknown training setting patiance"),
+    (dict(batch_size=0), "training setting batch_size: must be a positive integer, got 0"),
+    (dict(epochs=2.5), "training setting epochs: must be a positive integer"),
+    (dict(optimizer="lbfgs"), "training setting optimizer: must be one of sgd, adam"),
+    (dict(learning_rate=-0.1), "training setting learning_rate: must be a positive number"),
+    (dict(loss="no_such_loss"), "training setting loss: must be a Keras loss name"),
+    (dict(label_smoothing=1.5), "training setting label_smoothing: must be at least 0 and below 1"),
+    (dict(precision="float64"), "training setting precision: must be one of float32"),
+    (dict(callbacks=[3]), "training setting callbacks: must be a list of functions"),
+])
+def test_a_mistyped_setting_or_an_impossible_value_is_refused_by_name(settings, named):
+    with pytest.raises(train.SettingError, match=named):
+        train.Training().replace(**settings)
+
+
+def test_every_registered_model_has_valid_settings():
+    for name in MODELS:
+        assert isinstance(train.training_for(name), train.Training)
+
+
+def test_the_checkpoint_folder_changes_with_the_code_the_data_and_the_settings(tmp_path, monkeypatch):
+    """A run resumes only a checkpoint made by the same code on the same data with the same settings."""
+    copies = []
+    for source in train.SOURCES:  # edit copies, not the files other tests are reading
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+    monkeypatch.setattr(train, "SOURCES", copies)
+    dataset = data.Dataset("mnist", *[np.zeros((4, 28, 28, 1), "float32"), np.arange(4)] * 3,
+                           class_names=list("0123456789"), source="made up")
+    settings = train.training_for("fast_cnn")
+    folder = lambda: train.checkpoint_folder("ck", "fast_cnn", dataset, settings, {"augment": True}, seed=1)
+    first = folder()
+    assert first == folder() and first.parent.name == "ck" and first.name.startswith("mnist-fast_cnn-seed1-")
+
+    model_py, train_py = (tmp_path / "model.py"), (tmp_path / "train.py")
+    original_model, original_train = model_py.read_text(), train_py.read_text()
+    model_py.write_text(original_model.replace("dy, dx = (ops.round(", "dy, dx = (ops.floor("))  # edit RandomShift
+    assert "class RandomShift" in original_model and folder() != first
+    model_py.write_text(original_model)
+    train_py.write_text(original_train + "\n# an edit\n")
+    assert folder() != first
+    train_py.write_text(original_train)
+    assert folder() == first
+
+    assert train.checkpoint_folder("ck", "fast_cnn", dataset, settings.replace(epochs=7), {"augment": True}, 1) != first
+    assert train.checkpoint_folder("ck", "fast_cnn", dataset, settings, {"augment": False}, 1) != first
+    assert train.checkpoint_folder("ck", "fast_cnn", dataset, settings, {"augment": True}, 2) != first
+    changed = dataclasses.replace(dataset, x_test=dataset.x_test + 1)  # the data itself, not just its size
+    assert train.checkpoint_folder("ck", "fast_cnn", changed, settings, {"augment": True}, 1) != first
+
+
+def test_settings_that_hold_functions_have_one_checkpoint_folder_per_value():
+    dataset = data.Dataset("mnist", *[np.zeros((2, 28, 28, 1), "float32"), np.arange(2)] * 3,
+                           class_names=list("0123456789"), source="made up")
+
+    def decay_by(factor):
+        def schedule():
+            return keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * factor)
+        return schedule
+
+    def folder(optimizer, factor):
+        settings = train.Training(optimizer=optimizer, callbacks=[decay_by(factor)])
+        return train.checkpoint_folder("ck", "l42_mlp", dataset, settings)
+
+    sgd = functools.partial(keras.optimizers.SGD, learning_rate=0.1)
+    assert folder(sgd, 0.5) == folder(functools.partial(keras.optimizers.SGD, learning_rate=0.1), 0.5)
+    assert folder(sgd, 0.5) != folder(functools.partial(keras.optimizers.SGD, learning_rate=0.2), 0.5)
+    assert folder(sgd, 0.5) != folder(sgd, 0.9)  # the closure's value counts, not only the function's name
+
+
+def test_the_data_loss_is_tracked_only_when_a_weight_penalty_makes_it_differ(data_dir):
+    dataset = tiny_dataset(data_dir)
+    settings = train.Training(batch_size=16, epochs=2, patience=1)
+    _, plain = train.train_and_evaluate("l42_mlp", dataset, settings, verbose=0)
+    _, penalised = train.train_and_evaluate("spark_finetuned", dataset, settings, hyperparameters={"ensemble": 1},
+                                            verbose=0)
+    assert "data_loss" not in plain["history"] and "val_loss" in plain["history"]
+    history = penalised["history"]
+    assert all(loss > data_loss for loss, data_loss in zip(history["loss"], history["data_loss"]))
