@@ -21,8 +21,8 @@ import keras  # noqa: E402
 
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
-from train import OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoint_folder, describe_device, \
-    scaled_learning_rate, train_and_evaluate, training_for, write_json  # noqa: E402
+from train import (OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoint_folder,  # noqa: E402
+                   describe_device, scaled_learning_rate, train_and_evaluate, training_for, write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]

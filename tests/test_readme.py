@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = ["README.md", "docs/speed.md"]
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")  # 99.24, 1,317, +17,624, -4
-JSON_FILE = re.compile(r"results/[\w.-]+\.json")
+JSON_FILE = re.compile(r"results/[\w./-]+\.json")
 
 # The field a column shows, by the first of these patterns its header matches.
 COLUMNS = [
