@@ -21,6 +21,9 @@ from train import (Training, TrainingError, compile_model, evaluate, train_and_e
 RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
 QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
 QUICK_EPOCHS = 1
+# The tutorials' batch norm, for the steps that reproduce them: Keras's moving averages, where
+# this project recomputes the statistics once training ends (train.recompute_batch_norm).
+TUTORIAL_BATCH_NORM = dict(batch_norm_statistics="moving")
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Step:
     published_on: what that number measured, e.g. "test", "validation", "test (leaky)".
     training: the train.Training settings that differ from the model's own (training_for).
     data: load_dataset options, e.g. standardize=True or one_hot=True.
+    dataset: the dataset it trains on, if not the experiment's DATASET.
     run: for a step that is more than one fit (transfer learning, pseudo-labels, ...), a
         function (Trial) -> results dict like train_and_evaluate's; by default train_step.
         A "note" in that dict (what the run chose, say) joins the step's note in the report.
@@ -44,6 +48,7 @@ class Step:
     hyperparameters: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    dataset: str = None
     run: object = None
     note: str = ""
 
@@ -118,9 +123,10 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
             continue
         runs = []
         for seed in range(seeds):
-            key = (json.dumps(step.data, sort_keys=True), seed)
+            name = step.dataset or experiment.DATASET
+            key = (name, json.dumps(step.data, sort_keys=True), seed)
             if key not in datasets:  # the validation split depends on the seed
-                datasets[key] = load_dataset(experiment.DATASET, data_dir, seed=seed,
+                datasets[key] = load_dataset(name, data_dir, seed=seed,
                                              limit=QUICK_LIMIT if quick else None, **step.data)
             earlier = {row["step"]: row["runs"][seed] for row in rows if seed < len(row["runs"])}
             trial = Trial(step, datasets[key], settings_for(step, quick), seed, quick, verbose, earlier)

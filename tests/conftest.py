@@ -22,6 +22,7 @@ import data  # noqa: E402
 from data import IDX_FILES, LETTERS  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "datasets"))
+needs_data = pytest.mark.skipif(not (SHARED_DATA / "MANIFEST.md").exists(), reason=f"no real data in {SHARED_DATA}")
 
 
 def write_idx(path, array, magic=None):

@@ -8,20 +8,19 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, needs_data
 import plots
 from data import load_dataset
 from experiments import fast, l42, ntu, runner, speed
 from experiments.__main__ import EXPERIMENTS, main
 from model import MODELS, RandomAffine, RandomShift, get_model
 
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "MANIFEST.md").exists(), reason=f"no real data in {SHARED_DATA}")
 
 
 # The --quick runs, cut into groups of consecutive steps that train in a few seconds each (an
 # ensemble alone), so that the tests spread over the cores: the index of each group's first step.
 # l42's last step, the choice among the rungs above it, is tested on its own (below).
-QUICK_GROUPS = {"fast": [0, 4, 6, 7], "geron": [0, 9, 18], "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12],
+QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "geron": [0, 9, 18], "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12],
                 "ntu": [0, 12, 24], "spark": [0, 4, 6, 7]}
 TESTED_APART = {("l42", "best by validation, on the hidden test set")}
 

@@ -3,7 +3,10 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA, needs_data
+from data import load_dataset
 from model import MODELS, RandomAffine, RandomShift, affine_transform, get_model
+from train import recompute_batch_norm, train_and_evaluate, training_for
 
 # None of seeds 000/001 prints a summary, so these counts are worked out from the layer
 # shapes the seeds give (e.g. baseline: 320 + 9,248 + 802,944 + 1,290; fine-tuned adds
@@ -136,3 +139,38 @@ def test_fast_cnn_without_batch_norm_has_plain_relu_convolutions():
     with_bn, without = get_model("fast_cnn", (28, 28, 1), 10), get_model("fast_cnn", (28, 28, 1), 10, batch_norm=False)
     assert kinds(with_bn).count("BatchNormalization") == 4 and "BatchNormalization" not in kinds(without)
     assert kinds(without).count("Conv2D") == 4 and all(layer.use_bias for layer in without.layers if hasattr(layer, "use_bias"))
+
+
+def batch_norm_models():
+    """The registered models with batch norm, as built with their default options."""
+    return [name for name in MODELS if any(isinstance(layer, keras.layers.BatchNormalization)
+                                           for layer in get_model(name, (28, 28, 1), 10).layers)]
+
+
+def test_recompute_batch_norm_sets_the_statistics_of_the_inputs():
+    images = np.random.default_rng(0).normal(3.0, 2.0, (700, 4, 4, 3)).astype("float32")
+    inputs = keras.Input((4, 4, 3))
+    normalised = keras.layers.BatchNormalization()(inputs)
+    network = keras.Model(inputs, keras.layers.BatchNormalization()(2 * normalised))
+    recompute_batch_norm(network, images, batch_size=300)  # batches of 300, 300 and 100
+    first, second = network.layers[1], network.layers[-1]
+    np.testing.assert_allclose(first.moving_mean.numpy(), images.mean((0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), images.var((0, 1, 2)), rtol=1e-4)
+    # The second layer sees the first one's output, normalised with the statistics just set.
+    np.testing.assert_allclose(second.moving_mean.numpy(), 0, atol=1e-3)
+    np.testing.assert_allclose(second.moving_variance.numpy(), 4 * (1 - 1e-3 / (images.var((0, 1, 2)) + 1e-3)),
+                               rtol=1e-3)
+
+
+@needs_data
+@pytest.mark.parametrize("name", batch_norm_models())
+def test_batch_norm_models_score_in_inference_as_with_their_own_statistics(name):
+    """After a short run (2 epochs of 7 steps), a model scores on the validation split about as well
+    with its batch-norm statistics as with the statistics of the validation split itself. With
+    Keras's moving averages alone, fast_cnn scored 53% here, and 81% with its own statistics."""
+    dataset = load_dataset("notmnist", SHARED_DATA, limit=1000)
+    settings = training_for(name).replace(epochs=2, patience=None)
+    network, result = train_and_evaluate(name, dataset, settings, seed=0, verbose=0)
+    recompute_batch_norm(network, dataset.x_val)
+    own = network.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["accuracy"]
+    assert own > 0.5 and result["val_accuracy"] > own - 0.03
