@@ -86,6 +86,11 @@ class DataError(Exception):
     """A dataset could not be loaded; the message says why and what to do."""
 
 
+def _cannot_read(path, error):
+    """The DataError for a file or folder that the system refuses to read, with its reason."""
+    return DataError(f"{path} cannot be read: {error.strerror}.")
+
+
 @dataclass
 class Dataset:
     name: str
@@ -134,8 +139,15 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
     if not 0 < validation_size < 1:
         raise DataError(f"validation_size must be a fraction between 0 and 1, got {validation_size}.")
     data_dir = data_dir or os.environ.get("DATA_DIR")
-    if data_dir and not Path(data_dir).is_dir():
-        raise DataError(f"The data directory {data_dir} does not exist (from --data-dir or DATA_DIR).")
+    if data_dir:
+        try:
+            os.listdir(data_dir)  # fails here, with a reason, rather than as "file not found" later
+        except FileNotFoundError:
+            raise DataError(f"The data directory {data_dir} does not exist (from --data-dir or DATA_DIR).") from None
+        except NotADirectoryError:
+            raise DataError(f"The data directory {data_dir} is not a folder (from --data-dir or DATA_DIR).") from None
+        except OSError as error:
+            raise _cannot_read(data_dir, error) from None
 
     if name == "notmnist":
         (x_train, y_train), (x_test, y_test), source, skipped = _load_notmnist(data_dir)
@@ -209,8 +221,12 @@ def _load_idx_dataset(name, data_dir):
 def read_idx(path):
     """Read one gzip-compressed IDX file (the MNIST format) into a uint8 array."""
     try:
-        with gzip.open(path, "rb") as file:
-            raw = file.read()
+        with open(path, "rb") as file:
+            compressed = file.read()
+    except OSError as error:  # no permission, a folder in its place: the file is not at fault
+        raise _cannot_read(path, error) from None
+    try:
+        raw = gzip.decompress(compressed)
     except (OSError, EOFError, zlib.error) as error:  # truncated, bad CRC, not gzip at all
         raise DataError(f"{path} is truncated or corrupted ({error}). "
                         f"Replace it with a fresh copy of the upstream file.") from None

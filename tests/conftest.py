@@ -22,6 +22,9 @@ import data  # noqa: E402
 from data import IDX_FILES, LETTERS  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "datasets"))
+# A test that takes permissions away: root reads everything anyway (and Windows has no such bits).
+needs_permissions = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                                       reason="root ignores file permissions")
 
 
 def write_idx(path, array, magic=None):

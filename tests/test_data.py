@@ -3,6 +3,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import data
-from conftest import ROOT, make_idx_folder, make_notmnist_tar, png_bytes, write_idx
+from conftest import ROOT, make_idx_folder, make_notmnist_tar, needs_permissions, png_bytes, write_idx
 from data import DataError, load_dataset
 
 
@@ -175,6 +176,35 @@ def test_unknown_dataset():
 def test_missing_data_directory():
     with pytest.raises(DataError, match="does not exist"):
         load_dataset("mnist", "/no/such/folder")
+
+
+def test_data_directory_that_is_a_file(tmp_path):
+    (tmp_path / "datasets").write_text("not a folder")
+    with pytest.raises(DataError, match=f"data directory {tmp_path / 'datasets'} is not a folder"):
+        load_dataset("mnist", tmp_path / "datasets")
+
+
+@needs_permissions
+def test_unreadable_data_directory(data_dir):
+    data_dir.chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(data_dir))} cannot be read: Permission denied"):
+        load_dataset("mnist", data_dir)
+
+
+@needs_permissions
+def test_unreadable_idx_file_is_not_called_corrupted(data_dir):
+    path = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    path.chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} cannot be read: Permission denied"):
+        load_dataset("mnist", data_dir)
+
+
+def test_idx_file_that_is_a_folder(data_dir):  # the same path as a permission error, testable as root
+    path = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} cannot be read: Is a directory"):
+        load_dataset("mnist", data_dir)
 
 
 @pytest.mark.parametrize("name, module", [("mnist", "mnist"), ("fashion", "fashion_mnist")])
