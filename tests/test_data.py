@@ -1,7 +1,6 @@
 """data.py on tiny files the tests make: formats, splits, scaling, caching and every error path."""
 import gzip
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 
 import data
-from conftest import ROOT, make_idx_folder, make_notmnist_tar, needs_permissions, png_bytes, write_idx
+from conftest import (ROOT, make_idx_folder, make_notmnist_tar, make_notmnist_tree, needs_permissions,
+                      png_bytes, write_idx)
 from data import DataError, load_dataset
 
 
@@ -108,12 +108,8 @@ def test_a_damaged_cache_is_rebuilt(data_dir, keras_cache):
 
 
 def test_notmnist_from_an_extracted_tree(tmp_path, keras_cache):
-    for letter in "ABCDEFGHIJ":
-        folder = tmp_path / "notMNIST_small" / letter
-        folder.mkdir(parents=True)
-        for i in range(3):
-            (folder / f"{i}.png").write_bytes(png_bytes(np.full((28, 28), 10 * i, np.uint8)))
-    (tmp_path / "notMNIST_small" / "C" / "empty.png").write_bytes(b"")
+    tree = make_notmnist_tree(tmp_path / "notMNIST_small")
+    (tree / "C" / "empty.png").write_bytes(b"")
     dataset = load_dataset("notmnist", tmp_path)
     assert len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 30
     assert dataset.skipped == 1
@@ -308,15 +304,8 @@ def test_tarball_without_letter_folders(tmp_path, keras_cache):
 
 
 def test_tarball_with_a_non_png_entry(tmp_path, keras_cache):
-    path = make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False)
-    with tarfile.open(path, "r:gz") as archive:
-        members = [(m, archive.extractfile(m).read()) for m in archive]
-    with tarfile.open(path, "w:gz") as archive:
-        for member, content in members:
-            archive.addfile(member, io.BytesIO(content))
-        note = tarfile.TarInfo("notMNIST_small/B/notes.txt")
-        note.size = 5
-        archive.addfile(note, io.BytesIO(b"hello"))
+    make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False,
+                      extra={"notMNIST_small/B/notes.txt": b"hello"})
     dataset = load_dataset("notmnist", tmp_path)
     assert dataset.skipped == 1 and len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 50
 
