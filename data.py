@@ -13,7 +13,9 @@ Where the files come from, in this order:
 The validation split is always carved from the training data: the test set is
 never used for early stopping, model choice or tuning (the tutorials' golden rule).
 notMNIST_small has no official test set, so a fixed 10% of it (the same for every
-run and every `seed`) is held out as one.
+run and every `seed`) is held out as one. Its images are the 28x28 PNGs in a folder named
+exactly A ... J inside notMNIST_small/; every other file (elsewhere, not a 28x28 PNG, unreadable,
+a name with '..' or an absolute path) is left out, and one line says how many, and why.
 """
 import contextlib
 import gzip
@@ -25,7 +27,7 @@ import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -72,6 +74,13 @@ LETTERS = "ABCDEFGHIJ"
 NOTMNIST_URL = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz"
 NOTMNIST_TEST_FRACTION = 0.1
 NOTMNIST_SPLIT_SEED = 20110908  # fixed forever, so the notMNIST test set never changes
+SKIP_REASONS = {  # why a file of notMNIST_small is left out, as the summary line says it
+    "unsafe": "names with '..' or an absolute path",
+    "folder": "outside notMNIST_small/A-J/",
+    "not_png": "not named *.png",
+    "unreadable": "unreadable PNGs",
+    "size": "PNGs that are not 28x28",
+}
 
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(10)],
@@ -86,6 +95,11 @@ class DataError(Exception):
     """A dataset could not be loaded; the message says why and what to do."""
 
 
+def _cannot_read(path, error):
+    """The DataError for a file or folder that the system refuses to read, with its reason."""
+    return DataError(f"{path} cannot be read: {error.strerror}.")
+
+
 @dataclass
 class Dataset:
     name: str
@@ -97,7 +111,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: list
     source: str  # where the files were read from
-    skipped: int = 0  # unreadable images left out (notMNIST)
+    skipped: int = 0  # files of the source left out (notMNIST): misplaced, not PNGs, unreadable
 
     @property
     def input_shape(self):
@@ -134,8 +148,15 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
     if not 0 < validation_size < 1:
         raise DataError(f"validation_size must be a fraction between 0 and 1, got {validation_size}.")
     data_dir = data_dir or os.environ.get("DATA_DIR")
-    if data_dir and not Path(data_dir).is_dir():
-        raise DataError(f"The data directory {data_dir} does not exist (from --data-dir or DATA_DIR).")
+    if data_dir:
+        try:
+            os.listdir(data_dir)  # fails here, with a reason, rather than as "file not found" later
+        except FileNotFoundError:
+            raise DataError(f"The data directory {data_dir} does not exist (from --data-dir or DATA_DIR).") from None
+        except NotADirectoryError:
+            raise DataError(f"The data directory {data_dir} is not a folder (from --data-dir or DATA_DIR).") from None
+        except OSError as error:
+            raise _cannot_read(data_dir, error) from None
 
     if name == "notmnist":
         (x_train, y_train), (x_test, y_test), source, skipped = _load_notmnist(data_dir)
@@ -209,8 +230,12 @@ def _load_idx_dataset(name, data_dir):
 def read_idx(path):
     """Read one gzip-compressed IDX file (the MNIST format) into a uint8 array."""
     try:
-        with gzip.open(path, "rb") as file:
-            raw = file.read()
+        with open(path, "rb") as file:
+            compressed = file.read()
+    except OSError as error:  # no permission, a folder in its place: the file is not at fault
+        raise _cannot_read(path, error) from None
+    try:
+        raw = gzip.decompress(compressed)
     except (OSError, EOFError, zlib.error) as error:  # truncated, bad CRC, not gzip at all
         raise DataError(f"{path} is truncated or corrupted ({error}). "
                         f"Replace it with a fresh copy of the upstream file.") from None
@@ -243,20 +268,40 @@ def _checked(arrays, where):
 
 def _load_notmnist(data_dir):
     source = _find_notmnist(data_dir)
-    cache = _cache_dir() / f"notMNIST_small-{_fingerprint(source)}.npz"
-    try:
-        with np.load(cache) as saved:
-            images, labels, skipped = saved["images"], saved["labels"], int(saved["skipped"])
-    except Exception:  # missing, or a damaged cache: rebuild it from the source
+    fingerprint = _fingerprint(source)
+    cache = _cache_dir() / f"notMNIST_small-{fingerprint}.npz"
+    cached = _read_cache(cache, fingerprint)
+    if cached is None:  # missing, damaged or inconsistent: rebuild it from the source
         images, labels, skipped = _decode_notmnist(source)
-        _save_atomically(cache, images=images, labels=labels, skipped=skipped)
-    if skipped:
-        print(f"notMNIST: skipped {skipped} unreadable or empty image files in {source}.")
+        _save_atomically(cache, images=images, labels=labels, fingerprint=fingerprint,
+                         **{f"skipped_{reason}": count for reason, count in skipped.items()})
+    else:
+        images, labels, skipped = cached
+    total_skipped = sum(skipped.values())
+    if total_skipped:
+        reasons = "; ".join(f"{SKIP_REASONS[reason]}: {count}" for reason, count in skipped.items() if count)
+        print(f"notMNIST: skipped {total_skipped} of the files in {source} ({reasons}).")
 
     order = np.random.default_rng(NOTMNIST_SPLIT_SEED).permutation(len(images))
     n_test = round(NOTMNIST_TEST_FRACTION * len(images))
     test, train = order[:n_test], order[n_test:]
-    return (images[train], labels[train]), (images[test], labels[test]), str(source), skipped
+    return (images[train], labels[train]), (images[test], labels[test]), str(source), total_skipped
+
+
+def _read_cache(cache, fingerprint):
+    """The cached (images, labels, skipped), or None if the cache is missing or fails a check."""
+    try:
+        with np.load(cache) as saved:
+            images, labels, built_from = saved["images"], saved["labels"], str(saved["fingerprint"])
+            skipped = {reason: int(saved[f"skipped_{reason}"]) for reason in SKIP_REASONS}
+    except Exception:  # missing, truncated, not an npz, or written by an older version
+        return None
+    consistent = (built_from == fingerprint
+                  and images.dtype == np.uint8 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+                  and labels.dtype == np.uint8 and labels.shape == images.shape[:1]
+                  and np.array_equal(np.unique(labels), np.arange(10))  # 0-9, each letter present
+                  and min(skipped.values()) >= 0)
+    return (images, labels, skipped) if consistent else None
 
 
 def _find_notmnist(data_dir):
@@ -280,24 +325,32 @@ def _find_notmnist(data_dir):
 
 
 def _decode_notmnist(source):
-    """Decode every notMNIST_small/<letter>/*.png; skip (and count) unreadable ones."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode every notMNIST_small/<letter>/*.png; skip every other file and count it by reason.
+
+    A PNG's class is its folder's name, exactly one of A-J, directly inside notMNIST_small/.
+    A member whose name holds '..' or is absolute is never given a class: it is skipped and
+    counted as unsafe, and the rest of the archive is still used.
+    """
+    from PIL import Image
 
     found = {}  # member name -> (image, label), sorted later so order never depends on the tar
-    skipped = 0
-    for member_name, content in _png_files(source):
-        label = LETTERS.index(Path(member_name).parent.name)
-        try:
-            image = np.asarray(Image.open(io.BytesIO(content)).convert("L"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            skipped += 1
-            continue
-        if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
-            skipped += 1
-            continue
-        found[member_name] = (image, label)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    with warnings.catch_warnings():
+        # PIL only warns about a PNG a little under its size limit: refuse those as bombs too
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for name, label, content in _png_files(source, skipped):
+            try:
+                image = Image.open(io.BytesIO(content))  # reads the header only
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    skipped["size"] += 1
+                    continue
+                found[name] = (np.asarray(image.convert("L")), label)
+            except (OSError, SyntaxError, ValueError,  # empty, garbage, truncated
+                    Image.DecompressionBombError, Image.DecompressionBombWarning):
+                skipped["unreadable"] += 1
 
-    missing = [letter for letter in LETTERS if letter not in {Path(n).parent.name for n in found}]
+    present = {label for _, label in found.values()}
+    missing = [letter for label, letter in enumerate(LETTERS) if label not in present]
     if missing:
         raise DataError(f"{source} does not look like notMNIST_small: no readable PNG for "
                         f"{', '.join(missing)} (expected notMNIST_small/A/*.png ... J/*.png).")
@@ -307,34 +360,82 @@ def _decode_notmnist(source):
     return images, labels, skipped
 
 
-def _png_files(source):
-    """Yield (name, bytes) for each file in a letter folder of the archive or tree."""
-    in_letter_folder = lambda name: Path(name).parent.name in LETTERS
+def _png_files(source, skipped):
+    """Yield (name, label, bytes) for each PNG of a letter folder in the archive or tree.
+
+    Every other file is counted in `skipped` by its reason, and so is a link in the archive
+    or a PNG of the tree that cannot be read.
+    """
     if source.is_dir():
-        for path in sorted(source.glob("*/*")):
-            if in_letter_folder(path) and path.is_file():
-                yield f"{path.parent.name}/{path.name}", path.read_bytes()
+        for relative in _tree_files(source):
+            name = f"{source.name}/{relative}"  # as in the archive: notMNIST_small/A/x.png
+            label = _label(name, skipped)
+            if label is None:
+                continue
+            try:
+                content = (source / relative).read_bytes()
+            except OSError:  # no permission, a broken link: skipped like a broken PNG
+                skipped["unreadable"] += 1
+                continue
+            yield name, label, content
         return
     try:
         with tarfile.open(source, "r:gz") as archive:
             for member in archive:
-                if member.isfile() and in_letter_folder(member.name):
-                    yield member.name, archive.extractfile(member).read()
+                if member.isdir():  # folders only hold the files
+                    continue
+                label = _label(member.name, skipped)
+                if label is None:
+                    continue
+                if not member.isfile():  # a link or a device where a PNG should be
+                    skipped["unreadable"] += 1
+                    continue
+                yield member.name, label, archive.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"{source} is truncated or corrupted ({error}). "
                         f"Replace it with a fresh copy of notMNIST_small.tar.gz.") from None
+
+
+def _label(name, skipped):
+    """The class of the file `name`, from notMNIST_small/<letter>/<file>.png; if it has none,
+    None, and the reason is counted in `skipped`."""
+    path, letters = PurePosixPath(name), CLASS_NAMES["notmnist"]  # whole names: "IJ" is no letter
+    if path.is_absolute() or ".." in path.parts:
+        reason = "unsafe"
+    elif len(path.parts) != 3 or path.parts[0] != "notMNIST_small" or path.parts[1] not in letters:
+        reason = "folder"
+    elif path.suffix.lower() != ".png":
+        reason = "not_png"
+    else:
+        return letters.index(path.parts[1])
+    skipped[reason] += 1
+    return None
+
+
+def _tree_files(source):
+    """Every file under the extracted tree, as sorted paths relative to it (A/x.png)."""
+    def refuse(error):  # a folder that cannot be listed hides an unknown number of PNGs
+        raise _cannot_read(error.filename, error) from None
+    return sorted((Path(folder) / name).relative_to(source).as_posix()
+                  for folder, _, names in os.walk(source, onerror=refuse) for name in names)
 
 
 def _fingerprint(source):
     """Identify the source's contents, so a changed source never reuses a stale cache."""
     digest = hashlib.sha256()
     if source.is_dir():
-        for path in sorted(source.glob("*/*")):
-            digest.update(f"{path.relative_to(source)}:{path.stat().st_size}:{path.stat().st_mtime_ns}\n".encode())
+        for relative in _tree_files(source):
+            path = source / relative
+            # a broken link has no size or time; decoding counts it as unreadable
+            stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.exists() else "broken link"
+            digest.update(f"{relative}:{stamp}\n".encode())
     else:
-        with open(source, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(source, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as error:  # no permission: the archive itself may be fine
+            raise _cannot_read(source, error) from None
     return digest.hexdigest()[:16]
 
 

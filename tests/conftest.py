@@ -23,6 +23,9 @@ from data import IDX_FILES, LETTERS  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "datasets"))
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "MANIFEST.md").exists(), reason=f"no real data in {SHARED_DATA}")
+# A test that takes permissions away: root reads everything anyway (and Windows has no such bits).
+needs_permissions = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                                       reason="root ignores file permissions")
 
 
 def write_idx(path, array, magic=None):
@@ -58,21 +61,37 @@ def png_bytes(image):
     return buffer.getvalue()
 
 
-def make_notmnist_tar(path, per_letter=5, broken=True):
-    """A small notMNIST_small.tar.gz; with `broken`, a zero-byte and a garbage PNG, as upstream."""
+def make_notmnist_tar(path, per_letter=5, broken=True, extra=None):
+    """A small notMNIST_small.tar.gz; with `broken`, a zero-byte and a garbage PNG, as upstream.
+
+    `extra` adds members by their whole name: {name: bytes}, or {name: "target"} for a symbolic link.
+    """
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as archive:
         def add(name, content):
-            info = tarfile.TarInfo(f"notMNIST_small/{name}")
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname, content = tarfile.SYMTYPE, content, b""
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
         for label, letter in enumerate(LETTERS):
             for i in range(per_letter):
-                add(f"{letter}/glyph{i}.png", png_bytes(rng.integers(0, 256, (28, 28), dtype=np.uint8)))
+                add(f"notMNIST_small/{letter}/glyph{i}.png", png_bytes(rng.integers(0, 256, (28, 28), dtype=np.uint8)))
         if broken:
-            add("A/empty.png", b"")
-            add("F/garbage.png", b"\x89PNG not really")
+            add("notMNIST_small/A/empty.png", b"")
+            add("notMNIST_small/F/garbage.png", b"\x89PNG not really")
+        for name, content in (extra or {}).items():
+            add(name, content)
     return path
+
+
+def make_notmnist_tree(folder, per_letter=3):
+    """An extracted notMNIST_small/ tree: `per_letter` PNGs in each of A/ ... J/, the i-th all of 10 * i."""
+    for letter in LETTERS:
+        (folder / letter).mkdir(parents=True)
+        for i in range(per_letter):
+            (folder / letter / f"{i}.png").write_bytes(png_bytes(np.full((28, 28), 10 * i, np.uint8)))
+    return folder
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """data.py on tiny files the tests make: formats, splits, scaling, caching and every error path."""
 import gzip
 import hashlib
-import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import data
-from conftest import ROOT, make_idx_folder, make_notmnist_tar, png_bytes, write_idx
+from conftest import (ROOT, make_idx_folder, make_notmnist_tar, make_notmnist_tree, needs_permissions,
+                      png_bytes, write_idx)
 from data import DataError, load_dataset
 
 
@@ -106,16 +107,118 @@ def test_a_damaged_cache_is_rebuilt(data_dir, keras_cache):
         assert len(saved["images"]) == 50
 
 
+@pytest.mark.parametrize("damage", [
+    lambda saved: {**saved, "labels": saved["labels"][:-1]},
+    lambda saved: {**saved, "labels": saved["labels"] + 10},
+    lambda saved: {**saved, "images": saved["images"][:, :, :27]},
+    lambda saved: {**saved, "images": saved["images"].astype(np.float32)},
+    lambda saved: {**saved, "fingerprint": np.array("0123456789abcdef")},
+    lambda saved: {**saved, "skipped_unreadable": np.array(-1)},
+    lambda saved: {key: array for key, array in saved.items() if key != "skipped_size"},
+], ids=["fewer-labels-than-images", "labels-past-9", "images-28x27", "float-images", "other-source",
+        "negative-count", "older-layout"])
+def test_an_inconsistent_cache_is_rebuilt(data_dir, keras_cache, damage):
+    first = load_dataset("notmnist", data_dir)
+    [cache] = keras_cache.glob("notMNIST_small-*.npz")
+    with np.load(cache) as saved:
+        good = dict(saved)
+    np.savez(cache, **damage(good))
+    again = load_dataset("notmnist", data_dir)
+    np.testing.assert_array_equal(again.x_test, first.x_test)
+    np.testing.assert_array_equal(again.y_train, first.y_train)
+    assert again.skipped == 2
+    with np.load(cache) as saved:  # and the cache is fixed
+        assert set(saved) == set(good)
+        assert all(saved[key].dtype == good[key].dtype and np.array_equal(saved[key], good[key]) for key in good)
+
+
 def test_notmnist_from_an_extracted_tree(tmp_path, keras_cache):
-    for letter in "ABCDEFGHIJ":
-        folder = tmp_path / "notMNIST_small" / letter
-        folder.mkdir(parents=True)
-        for i in range(3):
-            (folder / f"{i}.png").write_bytes(png_bytes(np.full((28, 28), 10 * i, np.uint8)))
-    (tmp_path / "notMNIST_small" / "C" / "empty.png").write_bytes(b"")
+    tree = make_notmnist_tree(tmp_path / "notMNIST_small")
+    (tree / "C" / "empty.png").write_bytes(b"")
     dataset = load_dataset("notmnist", tmp_path)
     assert len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 30
     assert dataset.skipped == 1
+
+
+def all_splits(dataset):
+    return (np.concatenate([dataset.x_train, dataset.x_val, dataset.x_test]),
+            np.concatenate([dataset.y_train, dataset.y_val, dataset.y_test]))
+
+
+def test_notmnist_classes_are_exactly_the_letter_folders_and_every_skip_is_counted(
+        tmp_path, keras_cache, monkeypatch, capsys):
+    stray = png_bytes(np.zeros((28, 28), np.uint8))  # a good glyph, all black, in the wrong place
+    tarball = make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False, extra={
+        "../A/stray.png": stray, "/abs/A/stray.png": stray, "notMNIST_small/../notMNIST_small/A/stray.png": stray,
+        "stray.png": stray, "notMNIST_small/stray.png": stray, "A/stray.png": stray,
+        "notMNIST_small/IJ/stray.png": stray, "notMNIST_small/ABCDEFGHIJ/stray.png": stray,
+        "notMNIST_small/K/stray.png": stray, "notMNIST_small/A/deeper/stray.png": stray,
+        "notMNIST_small/A/notes.txt": b"hello",
+        "notMNIST_small/B/empty.png": b"", "notMNIST_small/C/link.png": "glyph0.png",
+        "notMNIST_small/D/big.png": png_bytes(np.zeros((30, 30), np.uint8))})
+    summary = (f"notMNIST: skipped 14 of the files in {tarball} (names with '..' or an absolute path: 3; "
+               f"outside notMNIST_small/A-J/: 7; not named *.png: 1; unreadable PNGs: 2; "
+               f"PNGs that are not 28x28: 1).\n")
+    dataset = load_dataset("notmnist", tmp_path)
+    images, labels = all_splits(dataset)
+    assert np.bincount(labels).tolist() == [5] * 10  # the five glyphs of each letter folder, no more
+    assert images.max(axis=(1, 2, 3)).min() > 0  # and no black stray among them
+    assert dataset.skipped == 14 and capsys.readouterr().out == summary
+    monkeypatch.setattr(data, "_decode_notmnist", lambda source: pytest.fail("decoded again"))
+    assert load_dataset("notmnist", tmp_path).skipped == 14  # the cache keeps the counts...
+    assert capsys.readouterr().out == summary  # ...and their reasons
+
+
+def test_notmnist_tree_counts_stray_files_and_broken_links(tmp_path, keras_cache, capsys):
+    tree = make_notmnist_tree(tmp_path / "notMNIST_small")
+    (tree / "K").mkdir()
+    (tree / "A" / "deeper").mkdir()
+    for stray in (tree / "stray.png", tree / "K" / "stray.png", tree / "A" / "deeper" / "stray.png"):
+        stray.write_bytes(png_bytes(np.full((28, 28), 99, np.uint8)))
+    (tree / "A" / ".DS_Store").write_bytes(b"Bud1")
+    (tree / "A" / "gone.png").symlink_to(tree / "nowhere.png")  # can't be read, like a PNG without permission
+    dataset = load_dataset("notmnist", tmp_path)
+    images, labels = all_splits(dataset)
+    assert np.bincount(labels).tolist() == [3] * 10 and not np.any(np.isclose(images, 99 / 255))
+    assert dataset.skipped == 5 and capsys.readouterr().out == (
+        f"notMNIST: skipped 5 of the files in {tree} (outside notMNIST_small/A-J/: 3; "
+        f"not named *.png: 1; unreadable PNGs: 1).\n")
+
+
+@needs_permissions
+def test_notmnist_tree_skips_a_png_it_may_not_read(tmp_path, keras_cache, capsys):
+    tree = make_notmnist_tree(tmp_path / "notMNIST_small")
+    (tree / "E" / "1.png").chmod(0)
+    dataset = load_dataset("notmnist", tmp_path)
+    assert dataset.skipped == 1 and "(unreadable PNGs: 1)" in capsys.readouterr().out
+
+
+@needs_permissions
+def test_notmnist_tree_with_a_folder_it_may_not_read(tmp_path, keras_cache):
+    tree = make_notmnist_tree(tmp_path / "notMNIST_small")
+    (tree / "B").chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(tree / 'B'))} cannot be read: Permission denied"):
+        load_dataset("notmnist", tmp_path)
+    assert list(keras_cache.iterdir()) == []
+
+
+@needs_permissions
+def test_unreadable_tarball_is_not_called_corrupted(data_dir, keras_cache):
+    path = data_dir / "notMNIST_small.tar.gz"
+    path.chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} cannot be read: Permission denied"):
+        load_dataset("notmnist", data_dir)
+    assert list(keras_cache.iterdir()) == []
+
+
+def test_decompression_bombs_are_skipped_as_unreadable(tmp_path, keras_cache, monkeypatch, capsys):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 28 * 28)  # so that small PNGs can stand for bombs
+    make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False, extra={
+        "notMNIST_small/A/bomb.png": png_bytes(np.zeros((40, 40), np.uint8)),  # over twice the limit: PIL refuses
+        "notMNIST_small/B/nearly.png": png_bytes(np.zeros((30, 30), np.uint8))})  # over the limit: PIL warns
+    dataset = load_dataset("notmnist", tmp_path)
+    assert dataset.skipped == 2 and "(unreadable PNGs: 2)" in capsys.readouterr().out
 
 
 def test_notmnist_download_goes_through_keras_get_file(tmp_path, keras_cache, monkeypatch):
@@ -175,6 +278,35 @@ def test_unknown_dataset():
 def test_missing_data_directory():
     with pytest.raises(DataError, match="does not exist"):
         load_dataset("mnist", "/no/such/folder")
+
+
+def test_data_directory_that_is_a_file(tmp_path):
+    (tmp_path / "datasets").write_text("not a folder")
+    with pytest.raises(DataError, match=f"data directory {tmp_path / 'datasets'} is not a folder"):
+        load_dataset("mnist", tmp_path / "datasets")
+
+
+@needs_permissions
+def test_unreadable_data_directory(data_dir):
+    data_dir.chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(data_dir))} cannot be read: Permission denied"):
+        load_dataset("mnist", data_dir)
+
+
+@needs_permissions
+def test_unreadable_idx_file_is_not_called_corrupted(data_dir):
+    path = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    path.chmod(0)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} cannot be read: Permission denied"):
+        load_dataset("mnist", data_dir)
+
+
+def test_idx_file_that_is_a_folder(data_dir):  # the same path as a permission error, testable as root
+    path = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} cannot be read: Is a directory"):
+        load_dataset("mnist", data_dir)
 
 
 @pytest.mark.parametrize("name, module", [("mnist", "mnist"), ("fashion", "fashion_mnist")])
@@ -278,15 +410,8 @@ def test_tarball_without_letter_folders(tmp_path, keras_cache):
 
 
 def test_tarball_with_a_non_png_entry(tmp_path, keras_cache):
-    path = make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False)
-    with tarfile.open(path, "r:gz") as archive:
-        members = [(m, archive.extractfile(m).read()) for m in archive]
-    with tarfile.open(path, "w:gz") as archive:
-        for member, content in members:
-            archive.addfile(member, io.BytesIO(content))
-        note = tarfile.TarInfo("notMNIST_small/B/notes.txt")
-        note.size = 5
-        archive.addfile(note, io.BytesIO(b"hello"))
+    make_notmnist_tar(tmp_path / "notMNIST_small.tar.gz", broken=False,
+                      extra={"notMNIST_small/B/notes.txt": b"hello"})
     dataset = load_dataset("notmnist", tmp_path)
     assert dataset.skipped == 1 and len(dataset.x_train) + len(dataset.x_val) + len(dataset.x_test) == 50
 
