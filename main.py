@@ -27,6 +27,8 @@ from train import (OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoi
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
 DEFAULT_PATIENCE = 5
+# data.load_dataset holds out at least one training image for validation: one more is left to train on.
+MIN_LIMIT = 2
 # Flags that set a model option, for the models that have it.
 OPTION_FLAGS = {"--augment": "augment", "--l2-lambda": "l2_lambda"}
 
@@ -60,6 +62,14 @@ def positive_int(text):
     return value
 
 
+def image_count(text):
+    value = int(text)
+    if value < MIN_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_LIMIT} (one image to validate on, "
+                                         f"one to train on), got {text}")
+    return value
+
+
 def non_negative_float(text):
     value = float(text)
     if not value >= 0:
@@ -77,8 +87,9 @@ def positive_float(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(CLASS_NAMES), default=DEFAULT_DATASET)
-    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=DEFAULT_MODELS, metavar="NAME",
-                        help=f"one or more of: {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--model", nargs="+", action="extend", choices=sorted(MODELS), metavar="NAME",
+                        help=f"one or more of: {', '.join(MODELS)}; a repeated --model adds to the list, "
+                        f"each model once (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--epochs", type=positive_int, help="epochs (at most, with early stopping); "
                         "default: the tutorial's, see TRAINING in model.py")
     parser.add_argument("--batch-size", type=positive_int, help="default: the tutorial's")
@@ -105,7 +116,7 @@ def parse_args(argv=None):
                         help="fixes weights, shuffling, dropout, augmentation and the validation split")
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, "
                         "then the Keras cache, then a download)")
-    parser.add_argument("--limit", type=positive_int,
+    parser.add_argument("--limit", type=image_count,
                         help="use only the first N training and N test images (quick checks)")
     parser.add_argument("--results", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--save", metavar="DIR", help="save each trained model as DIR/NAME.keras")
@@ -116,6 +127,10 @@ def parse_args(argv=None):
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
     args = parser.parse_args(argv)
+    args.model = args.model or DEFAULT_MODELS  # not argparse's default: "extend" would add to it
+    twice = sorted({name for name in args.model if args.model.count(name) > 1})
+    if twice:  # the same seed would give the same result twice, and both would share one checkpoint folder
+        parser.error(f"argument --model: {', '.join(twice)} named twice")
     if args.scale_learning_rate and args.batch_size is None:
         parser.error("argument --scale-learning-rate: needs --batch-size")
     if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":

@@ -34,6 +34,8 @@ RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy"
     (["--scale-learning-rate"], "argument --scale-learning-rate: needs --batch-size"),
     (["--precision", "float64"], "argument --precision: invalid choice: 'float64'"),
     (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive integer, got 0"),
+    (["--limit", "1"], "argument --limit: must be at least 2 (one image to validate on, one to train on), got 1"),
+    (["--model", "l42_mlp", "fast_cnn", "--model", "l42_mlp"], "argument --model: l42_mlp named twice"),
 ])
 def test_invalid_flags_are_named(flags, complaint, capsys):
     with pytest.raises(SystemExit) as exit:
@@ -49,6 +51,20 @@ def test_tutorial_settings_with_overrides():
     assert main.settings_for("l42_mlp", no_stopping).optimizer == "sgd"
     stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
     assert stopping.patience == main.DEFAULT_PATIENCE and stopping.learning_rate == 0.5
+
+
+def test_a_repeated_model_flag_adds_to_the_list():
+    assert main.parse_args([]).model == main.DEFAULT_MODELS
+    assert main.parse_args(["--model", "l42_mlp", "--model", "fast_cnn", "spark_baseline"]).model == [
+        "l42_mlp", "fast_cnn", "spark_baseline"]
+    assert main.DEFAULT_MODELS == ["l42_mlp", "spark_baseline"]  # not extended in place
+
+
+def test_the_smallest_limit_trains_on_one_image_and_validates_on_one(data_dir, tmp_path, capsys):
+    main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "--epochs", "1", "--limit", str(main.MIN_LIMIT),
+               "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
+    assert "mnist: 1 training, 1 validation, 2 test images" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 1
 
 
 def test_speed_flags_and_learning_rate_scaled_to_the_batch():
