@@ -7,6 +7,12 @@
 
 Each model trains on the training split, watches the validation split (for early
 stopping), and is scored once on the test set when its training is over.
+
+Every output folder and file is checked before training starts. The --results file is
+written again after each model, so a model that fails keeps the earlier ones' results.
+Each model's checkpoint is kept until the run has written all its outputs: the same
+command started again after an interruption or an error carries on from the last
+completed epoch, and does not train a finished model again.
 """
 import argparse
 import os
@@ -121,8 +127,8 @@ def parse_args(argv=None):
     parser.add_argument("--results", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--save", metavar="DIR", help="save each trained model as DIR/NAME.keras")
     parser.add_argument("--checkpoints", metavar="DIR", default="checkpoints",
-                        help="where each epoch's state is kept until training ends: an interrupted run "
-                        "started again with the same command resumes there (default: %(default)s)")
+                        help="where each epoch's state is kept until the run's outputs are written: an "
+                        "interrupted run started again with the same command resumes there (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="ignore any checkpoint and start from scratch")
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
@@ -135,13 +141,34 @@ def parse_args(argv=None):
         parser.error("argument --scale-learning-rate: needs --batch-size")
     if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":
         parser.error("argument --steps-per-execution: Keras's PyTorch backend runs 1 step per call only")
-    if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
-        parser.error(f"argument --results: the folder of {args.results} does not exist")
+    for flag, path, folder in [("--results", args.results, False), ("--save", args.save, True),
+                               ("--plots", args.plots, True), ("--checkpoints", args.checkpoints, True)]:
+        problem = path and unwritable(path, folder)
+        if problem:
+            parser.error(f"argument {flag}: {problem}")
     for flag, option in OPTION_FLAGS.items():
         without = [name for name in args.model if option not in options(name)]
         if getattr(args, option) is not None and without:
             parser.error(f"argument {flag}: model {', '.join(without)} has no {option} option")
     return args
+
+
+def unwritable(path, folder):
+    """Why `path` cannot be written: as a folder of files (`folder`), else as one file; None if it can.
+    Every output is checked before training, so that no run fails once its work is done."""
+    if os.path.exists(path) and os.path.isdir(path) != folder:
+        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
+    place = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
+    nearest = place
+    while not os.path.exists(nearest):  # a missing folder is made, with its missing parents
+        nearest = os.path.dirname(nearest)
+    if not os.path.isdir(nearest):
+        return f"{nearest} is a file, not a folder"
+    if nearest != place and not folder:  # a file is written into a folder that is there
+        return f"the folder of {path} does not exist"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"cannot write in {nearest}"
+    return None
 
 
 def settings_for(name, args):
@@ -177,7 +204,7 @@ def main(argv=None):
 
     hyperparameters = {option: getattr(args, option) for option in OPTION_FLAGS.values()
                        if getattr(args, option) is not None}
-    results, models = [], []
+    results, models, trained = [], [], []
     for name in args.model:
         print(f"\n=== {name}: {settings[name]}")
         checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters, args.seed)
@@ -191,19 +218,23 @@ def main(argv=None):
                   f"run the same command again to carry on from there.", file=sys.stderr)
             sys.exit(130)  # the usual status for Ctrl-C
         except TrainingError as error:
+            if results:  # the models before this one, whose results are written already
+                print_table(dataset, results)
             sys.exit(f"error: {name}: {error}")
         results.append(result)
         models.append(model)
+        trained.append(checkpoints)
         if args.save:
             save_model(model, args.save, name)
+        if args.results:  # after each model: a later one that fails does not take these results with it
+            write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
+                                      "device": describe_device(), "seed": args.seed, "models": results})
     print_table(dataset, results)
     if args.plots:
         import plots  # matplotlib is only loaded when pictures are wanted
         plots.plot_all(args.plots, dataset, results, models)
-
-    if args.results:
-        write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
-                                  "device": describe_device(), "seed": args.seed, "models": results})
+    for checkpoints in trained:  # everything is written: the same command now starts afresh
+        shutil.rmtree(checkpoints)
 
 
 if __name__ == "__main__":

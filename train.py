@@ -12,7 +12,9 @@ A run is reproducible and survives interruptions:
 - with a `checkpoint_dir`, the complete state after each epoch (weights, optimizer,
   random generators, early stopping, history) is saved. A run killed at any moment and
   started again with the same arguments carries on from the last completed epoch, as if
-  it had never stopped. The folder is removed once training has finished;
+  it had never stopped. When training ends the folder is kept, marked finished: a run
+  that stops before its results are written finds the trained model there, and does
+  not train again. The caller removes it once its outputs are written (main.py does);
   checkpoint_folder names one folder per distinct run;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
@@ -193,15 +195,17 @@ def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
     checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
     create_training_variables(network, dataset)
     if checkpoint.initial_epoch and verbose:
-        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
+        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}"
+              + (", where training had ended" if checkpoint.finished else ""))
+    # A finished run has no epoch left: Keras only restores its state (early stopping's best weights).
+    first_epoch = settings.epochs if checkpoint.finished else checkpoint.initial_epoch
     start = time.perf_counter()
     network.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
-                epochs=settings.epochs, initial_epoch=checkpoint.initial_epoch,
+                epochs=settings.epochs, initial_epoch=first_epoch,
                 validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
                 callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.callbacks],
                            *filter(None, [early_stopping]), checkpoint])
     train_seconds = time.perf_counter() - start + checkpoint.seconds_before
-    checkpoint.remove()
 
     history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
     epochs_run = len(checkpoint.history)
@@ -468,7 +472,8 @@ class Checkpoint(keras.callbacks.Callback):
     latest.json point to it (written to a temporary file, then renamed), so a kill at any
     moment leaves the previous complete state in place. Weights and optimizer state are
     saved by Keras (model.save_weights); the random generators' positions and the early
-    stopping state, which it does not save, go in latest.json.
+    stopping state, which it does not save, go in latest.json. When training ends, latest.json
+    is marked finished; the folder stays until its owner removes it.
     """
 
     def __init__(self, folder=None, early_stopping=None):
@@ -479,6 +484,8 @@ class Checkpoint(keras.callbacks.Callback):
             self.saved = json.loads((self.folder / "latest.json").read_text())
             self.history, self.seconds_before = self.saved["history"], self.saved["seconds"]
         self.initial_epoch = len(self.history)
+        # Training ran to its end (an early stop included): resuming must not train on.
+        self.finished = bool(self.saved and self.saved.get("finished"))
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
@@ -517,14 +524,14 @@ class Checkpoint(keras.callbacks.Callback):
             if stopper.best_weights is not None:
                 np.savez(state / "best.npz", *stopper.best_weights)
         write_json(self.folder / "latest.json", latest)  # the moment this state becomes the one to resume
+        self.saved = latest
         for old in self.folder.glob("epoch-*"):
             if old != state:
                 shutil.rmtree(old)
 
-    def remove(self):
-        """Training finished: the next run with the same arguments starts afresh."""
+    def on_train_end(self, logs=None):
         if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            write_json(self.folder / "latest.json", {**self.saved, "finished": True})
 
 
 def seed_states(model):
