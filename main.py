@@ -27,8 +27,9 @@ import keras  # noqa: E402
 
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
-from train import (OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoint_folder,  # noqa: E402
-                   describe_device, scaled_learning_rate, train_and_evaluate, training_for, write_json)
+from train import (OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
+                   checkpoint_folder, describe_device, scaled_learning_rate, train_and_evaluate, training_for,
+                   write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
@@ -220,7 +221,8 @@ def main(argv=None):
         except TrainingError as error:
             if results:  # the models before this one, whose results are written already
                 print_table(dataset, results)
-            sys.exit(f"error: {name}: {error}")
+            advice = "; run with --fresh to start over" if isinstance(error, CheckpointError) else ""
+            sys.exit(f"error: {name}: {error}{advice}")
         results.append(result)
         models.append(model)
         trained.append(checkpoints)

@@ -15,7 +15,9 @@ A run is reproducible and survives interruptions:
   it had never stopped. When training ends the folder is kept, marked finished: a run
   that stops before its results are written finds the trained model there, and does
   not train again. The caller removes it once its outputs are written (main.py does);
-  checkpoint_folder names one folder per distinct run;
+  checkpoint_folder names one folder per distinct run. Each state is saved with the
+  SHA-256 of its files: a damaged, partial or foreign one raises a CheckpointError
+  rather than resume;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
 import dataclasses
@@ -55,6 +57,10 @@ SOURCES = [Path(__file__).with_name(name) for name in ("data.py", "model.py", "t
 
 class TrainingError(Exception):
     """Training cannot go on; the message says why."""
+
+
+class CheckpointError(TrainingError):
+    """A saved checkpoint that cannot be resumed: damaged, partial, or not written by Checkpoint."""
 
 
 class SettingError(ValueError):
@@ -472,16 +478,18 @@ class Checkpoint(keras.callbacks.Callback):
     latest.json point to it (written to a temporary file, then renamed), so a kill at any
     moment leaves the previous complete state in place. Weights and optimizer state are
     saved by Keras (model.save_weights); the random generators' positions and the early
-    stopping state, which it does not save, go in latest.json. When training ends, latest.json
-    is marked finished; the folder stays until its owner removes it.
+    stopping state, which it does not save, go in latest.json, with the SHA-256 of each file
+    of the state: a checkpoint that does not match is refused (read_checkpoint). When training
+    ends, latest.json is marked finished; the folder stays until its owner removes it.
     """
 
     def __init__(self, folder=None, early_stopping=None):
         super().__init__()
         self.folder, self.early_stopping = (Path(folder) if folder else None), early_stopping
         self.history, self.seconds_before, self.saved = [], 0.0, None
-        if self.folder and (self.folder / "latest.json").exists():
-            self.saved = json.loads((self.folder / "latest.json").read_text())
+        if self.folder:
+            self.saved = read_checkpoint(self.folder)
+        if self.saved:
             self.history, self.seconds_before = self.saved["history"], self.saved["seconds"]
         self.initial_epoch = len(self.history)
         # Training ran to its end (an early stop included): resuming must not train on.
@@ -523,6 +531,7 @@ class Checkpoint(keras.callbacks.Callback):
                                         "best_epoch": stopper.best_epoch}
             if stopper.best_weights is not None:
                 np.savez(state / "best.npz", *stopper.best_weights)
+        latest["sha256"] = checksums(state)  # now that every file of the state is written
         write_json(self.folder / "latest.json", latest)  # the moment this state becomes the one to resume
         self.saved = latest
         for old in self.folder.glob("epoch-*"):
@@ -532,6 +541,41 @@ class Checkpoint(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.folder:
             write_json(self.folder / "latest.json", {**self.saved, "finished": True})
+
+
+def read_checkpoint(folder):
+    """The latest.json of the checkpoint in `folder`, once the state it names is checked against
+    its checksums; None if nothing was saved there yet. A damaged, partial or foreign checkpoint
+    raises a CheckpointError naming the folder: resuming it would fail, or silently change the result."""
+    def damaged(why):
+        return CheckpointError(f"the checkpoint in {folder} cannot be resumed: {why}")
+
+    latest = folder / "latest.json"
+    if not latest.exists():
+        # Without latest.json, only the first epoch's state can be there: a run killed while saving it.
+        later = sorted(state.name for state in folder.glob("epoch-*") if state.name != "epoch-0001")
+        if later:
+            raise damaged(f"it has {later[-1]} but no latest.json")
+        return None
+    try:
+        saved = json.loads(latest.read_text())
+    except ValueError:  # cut short, or not JSON at all
+        raise damaged("latest.json is not valid JSON") from None
+    if not isinstance(saved, dict) or not {"state", "sha256", "history", "seconds", "seeds"} <= saved.keys():
+        raise damaged("latest.json was not written by this code")
+    state = folder / saved["state"]
+    if not state.is_dir():
+        raise damaged(f"{saved['state']}, which latest.json names, is missing")
+    expected, found = saved["sha256"], checksums(state)
+    wrong = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+    if wrong:
+        raise damaged(f"the files of {state.name} do not match their checksums in latest.json: {', '.join(wrong)}")
+    return saved
+
+
+def checksums(state):
+    """The SHA-256 of each file in a saved `state` folder, by name."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(state.iterdir())}
 
 
 def seed_states(model):

@@ -205,6 +205,23 @@ def test_a_run_stopped_before_its_results_are_written_does_not_train_again(data_
     assert list((tmp_path / "ck").iterdir()) == []  # all written: the next run starts afresh
 
 
+def test_a_damaged_checkpoint_stops_the_run_until_fresh_starts_over(data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "ck" / "l42_mlp"
+    monkeypatch.setattr(main, "checkpoint_folder", lambda *args: folder)
+    folder.mkdir(parents=True)
+    (folder / "latest.json").write_text('{"state": "epoch-0003", "hist')  # cut short
+    args = ["--data-dir", str(data_dir), "--model", "l42_mlp", "--epochs", "1", "--results", str(tmp_path / "r.json"),
+            "--checkpoints", str(tmp_path / "ck")]
+    with pytest.raises(SystemExit) as exit:
+        main.main(args)
+    assert exit.value.code == (f"error: l42_mlp: the checkpoint in {folder} cannot be resumed: latest.json is not "
+                               f"valid JSON; run with --fresh to start over")
+    assert not (tmp_path / "r.json").exists() and [p.name for p in folder.iterdir()] == ["latest.json"]
+    main.main(args + ["--fresh"])
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 1
+    assert not folder.exists()
+
+
 def test_same_seed_same_result(data_dir, tmp_path):
     runs = []
     for _ in range(2):
