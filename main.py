@@ -12,11 +12,12 @@ Every output folder and file is checked before training starts. The --results fi
 written again after each model, so a model that fails keeps the earlier ones' results.
 Each model's checkpoint is kept until the run has written all its outputs: the same
 command started again after an interruption or an error carries on from the last
-completed epoch, and does not train a finished model again.
+completed epoch, and does not train a finished model again. Two runs of one command at
+the same time would write the same checkpoint: the second stops with an error.
 """
 import argparse
+import contextlib
 import os
-import shutil
 import sys
 
 import quiet
@@ -28,8 +29,8 @@ import keras  # noqa: E402
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
 from train import (OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
-                   checkpoint_folder, describe_device, scaled_learning_rate, train_and_evaluate, training_for,
-                   write_json)
+                   checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, scaled_learning_rate,
+                   train_and_evaluate, training_for, write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
@@ -205,38 +206,41 @@ def main(argv=None):
 
     hyperparameters = {option: getattr(args, option) for option in OPTION_FLAGS.values()
                        if getattr(args, option) is not None}
-    results, models, trained = [], [], []
-    for name in args.model:
-        print(f"\n=== {name}: {settings[name]}")
-        checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters, args.seed)
-        if args.fresh:
-            shutil.rmtree(checkpoints, ignore_errors=True)
-        try:
-            model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
-                                               checkpoints, verbose=1 if sys.stdout.isatty() else 2)
-        except KeyboardInterrupt:
-            print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
-                  f"run the same command again to carry on from there.", file=sys.stderr)
-            sys.exit(130)  # the usual status for Ctrl-C
-        except TrainingError as error:
-            if results:  # the models before this one, whose results are written already
-                print_table(dataset, results)
-            advice = "; run with --fresh to start over" if isinstance(error, CheckpointError) else ""
-            sys.exit(f"error: {name}: {error}{advice}")
-        results.append(result)
-        models.append(model)
-        trained.append(checkpoints)
-        if args.save:
-            save_model(model, args.save, name)
-        if args.results:  # after each model: a later one that fails does not take these results with it
-            write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
-                                      "device": describe_device(), "seed": args.seed, "models": results})
-    print_table(dataset, results)
-    if args.plots:
-        import plots  # matplotlib is only loaded when pictures are wanted
-        plots.plot_all(args.plots, dataset, results, models)
-    for checkpoints in trained:  # everything is written: the same command now starts afresh
-        shutil.rmtree(checkpoints)
+    results, models, folders = [], [], []
+    with contextlib.ExitStack() as held:  # each model's checkpoint folder stays this run's until the run ends
+        for name in args.model:
+            print(f"\n=== {name}: {settings[name]}")
+            checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters,
+                                            args.seed)
+            try:
+                held.enter_context(hold_checkpoint(checkpoints))  # before --fresh: another run's state is not ours
+                folders.append(checkpoints)
+                if args.fresh:
+                    clear_checkpoint(checkpoints)
+                model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
+                                                   checkpoints, verbose=1 if sys.stdout.isatty() else 2)
+            except KeyboardInterrupt:
+                print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
+                      f"run the same command again to carry on from there.", file=sys.stderr)
+                sys.exit(130)  # the usual status for Ctrl-C
+            except TrainingError as error:
+                if results:  # the models before this one, whose results are written already
+                    print_table(dataset, results)
+                advice = "; run with --fresh to start over" if isinstance(error, CheckpointError) else ""
+                sys.exit(f"error: {name}: {error}{advice}")
+            results.append(result)
+            models.append(model)
+            if args.save:
+                save_model(model, args.save, name)
+            if args.results:  # after each model: a later one that fails does not take these results with it
+                write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
+                                          "device": describe_device(), "seed": args.seed, "models": results})
+        print_table(dataset, results)
+        if args.plots:
+            import plots  # matplotlib is only loaded when pictures are wanted
+            plots.plot_all(args.plots, dataset, results, models)
+        for checkpoints in folders:  # everything is written: the same command now starts afresh
+            clear_checkpoint(checkpoints)  # and hold_checkpoint removes the emptied folder on leaving
 
 
 if __name__ == "__main__":

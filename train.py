@@ -14,13 +14,15 @@ A run is reproducible and survives interruptions:
   started again with the same arguments carries on from the last completed epoch, as if
   it had never stopped. When training ends the folder is kept, marked finished: a run
   that stops before its results are written finds the trained model there, and does
-  not train again. The caller removes it once its outputs are written (main.py does);
+  not train again. The caller clears it once its outputs are written (main.py does);
   checkpoint_folder names one folder per distinct run. Each state is saved with the
   SHA-256 of its files: a damaged, partial or foreign one raises a CheckpointError
-  rather than resume;
+  rather than resume. hold_checkpoint keeps a second run out of a folder in use;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import inspect
@@ -51,6 +53,7 @@ OPTIMIZERS = {
 ONE_CYCLE_WARMUP = 0.2  # the fraction of a one-cycle run spent warming up
 # Keras dtype policies: mixed ones compute in 16 bits and keep the weights in float32.
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
+LOCK_FILE = "lock"  # in a checkpoint folder: see hold_checkpoint
 # The project's modules that build and train a model: editing one starts a checkpointed run afresh.
 SOURCES = [Path(__file__).with_name(name) for name in ("data.py", "model.py", "train.py")]
 
@@ -576,6 +579,43 @@ def read_checkpoint(folder):
 def checksums(state):
     """The SHA-256 of each file in a saved `state` folder, by name."""
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(state.iterdir())}
+
+
+@contextlib.contextmanager
+def hold_checkpoint(folder):
+    """Keep the checkpoint `folder` for this process while the block runs: another run that asks
+    for it meanwhile gets a TrainingError, rather than resume a state that is still being written.
+    On leaving, a folder with nothing saved in it is removed.
+
+    The lock is fcntl.flock's (POSIX), on a file in the folder: the system lets go of it when the
+    process ends, however it ends, so a killed run leaves no stale lock behind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise TrainingError(f"{folder} is in use by another run (pid {lock.read().strip() or '?'}): "
+                                f"wait for it to end, or stop it") from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")  # for the message above, in the other run
+        lock.flush()
+        try:
+            yield
+        finally:
+            if [path.name for path in folder.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(folder)
+
+
+def clear_checkpoint(folder):
+    """Delete what is saved in the checkpoint `folder`, but not its lock: the next fit there starts afresh."""
+    for path in Path(folder).iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != LOCK_FILE:
+            path.unlink()
 
 
 def seed_states(model):

@@ -209,17 +209,32 @@ def test_a_damaged_checkpoint_stops_the_run_until_fresh_starts_over(data_dir, tm
     folder = tmp_path / "ck" / "l42_mlp"
     monkeypatch.setattr(main, "checkpoint_folder", lambda *args: folder)
     folder.mkdir(parents=True)
-    (folder / "latest.json").write_text('{"state": "epoch-0003", "hist')  # cut short
+    cut_short = '{"state": "epoch-0003", "hist'
+    (folder / "latest.json").write_text(cut_short)
     args = ["--data-dir", str(data_dir), "--model", "l42_mlp", "--epochs", "1", "--results", str(tmp_path / "r.json"),
             "--checkpoints", str(tmp_path / "ck")]
     with pytest.raises(SystemExit) as exit:
         main.main(args)
     assert exit.value.code == (f"error: l42_mlp: the checkpoint in {folder} cannot be resumed: latest.json is not "
                                f"valid JSON; run with --fresh to start over")
-    assert not (tmp_path / "r.json").exists() and [p.name for p in folder.iterdir()] == ["latest.json"]
+    assert not (tmp_path / "r.json").exists() and (folder / "latest.json").read_text() == cut_short
     main.main(args + ["--fresh"])
     assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 1
     assert not folder.exists()
+
+
+def test_a_checkpoint_folder_in_use_by_another_run_is_left_alone(data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "ck" / "l42_mlp"
+    monkeypatch.setattr(main, "checkpoint_folder", lambda *args: folder)
+    with train.hold_checkpoint(folder):  # as the other run does; flock keeps out a second holder in this process too
+        (folder / "latest.json").write_text("the other run's")
+        with pytest.raises(SystemExit) as exit:
+            main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "--fresh",
+                       "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
+        assert exit.value.code == (f"error: l42_mlp: {folder} is in use by another run (pid {os.getpid()}): "
+                                   f"wait for it to end, or stop it")
+        assert (folder / "latest.json").read_text() == "the other run's"  # not cleared by --fresh
+        assert not (tmp_path / "r.json").exists()
 
 
 def test_same_seed_same_result(data_dir, tmp_path):

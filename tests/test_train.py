@@ -183,6 +183,20 @@ def test_the_first_epochs_half_saved_state_without_latest_json_starts_afresh(sav
     assert train.Checkpoint(folder).initial_epoch == 0
 
 
+def test_a_checkpoint_folder_is_held_by_one_run_at_a_time(tmp_path):
+    folder = tmp_path / "ck"
+    with train.hold_checkpoint(folder):
+        with pytest.raises(train.TrainingError, match=rf"^{folder} is in use by another run \(pid {os.getpid()}\)"):
+            with train.hold_checkpoint(folder):
+                pass
+        (folder / "latest.json").write_text("{}")
+    assert (folder / "latest.json").exists()  # a saved state stays
+    with train.hold_checkpoint(folder):  # let go of: the next run may have it
+        train.clear_checkpoint(folder)
+        assert [path.name for path in folder.iterdir()] == [train.LOCK_FILE]
+    assert not folder.exists()  # nothing saved in it: nothing left behind
+
+
 def tiny_dataset(data_dir):
     return data.load_dataset("mnist", data_dir)
 
