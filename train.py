@@ -483,7 +483,7 @@ class Checkpoint(keras.callbacks.Callback):
     saved by Keras (model.save_weights); the random generators' positions and the early
     stopping state, which it does not save, go in latest.json, with the SHA-256 of each file
     of the state: a checkpoint that does not match is refused (read_checkpoint). When training
-    ends, latest.json is marked finished; the folder stays until its owner removes it.
+    ends, latest.json is marked finished; the folder stays until its owner clears it.
     """
 
     def __init__(self, folder=None, early_stopping=None):
@@ -542,7 +542,7 @@ class Checkpoint(keras.callbacks.Callback):
                 shutil.rmtree(old)
 
     def on_train_end(self, logs=None):
-        if self.folder:
+        if self.folder:  # not called when training fails: only a run that ended is finished
             write_json(self.folder / "latest.json", {**self.saved, "finished": True})
 
 
