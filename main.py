@@ -7,10 +7,17 @@
 
 Each model trains on the training split, watches the validation split (for early
 stopping), and is scored once on the test set when its training is over.
+
+Every output folder and file is checked before training starts. The --results file is
+written again after each model, so a model that fails keeps the earlier ones' results.
+Each model's checkpoint is kept until the run has written all its outputs: the same
+command started again after an interruption or an error carries on from the last
+completed epoch, and does not train a finished model again. Two runs of one command at
+the same time would write the same checkpoint: the second stops with an error.
 """
 import argparse
+import contextlib
 import os
-import shutil
 import sys
 
 import quiet
@@ -21,12 +28,15 @@ import keras  # noqa: E402
 
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
-from train import (OPTIMIZERS, PRECISIONS, SettingError, TrainingError, checkpoint_folder,  # noqa: E402
-                   describe_device, scaled_learning_rate, train_and_evaluate, training_for, write_json)
+from train import (OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
+                   checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, scaled_learning_rate,
+                   train_and_evaluate, training_for, write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
 DEFAULT_PATIENCE = 5
+# data.load_dataset holds out at least one training image for validation: one more is left to train on.
+MIN_LIMIT = 2
 # Flags that set a model option, for the models that have it.
 OPTION_FLAGS = {"--augment": "augment", "--l2-lambda": "l2_lambda"}
 
@@ -60,6 +70,14 @@ def positive_int(text):
     return value
 
 
+def image_count(text):
+    value = int(text)
+    if value < MIN_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_LIMIT} (one image to validate on, "
+                                         f"one to train on), got {text}")
+    return value
+
+
 def non_negative_float(text):
     value = float(text)
     if not value >= 0:
@@ -77,8 +95,9 @@ def positive_float(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(CLASS_NAMES), default=DEFAULT_DATASET)
-    parser.add_argument("--model", nargs="+", choices=sorted(MODELS), default=DEFAULT_MODELS, metavar="NAME",
-                        help=f"one or more of: {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--model", nargs="+", action="extend", choices=sorted(MODELS), metavar="NAME",
+                        help=f"one or more of: {', '.join(MODELS)}; a repeated --model adds to the list, "
+                        f"each model once (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--epochs", type=positive_int, help="epochs (at most, with early stopping); "
                         "default: the tutorial's, see TRAINING in model.py")
     parser.add_argument("--batch-size", type=positive_int, help="default: the tutorial's")
@@ -105,28 +124,53 @@ def parse_args(argv=None):
                         help="fixes weights, shuffling, dropout, augmentation and the validation split")
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, "
                         "then the Keras cache, then a download)")
-    parser.add_argument("--limit", type=positive_int,
+    parser.add_argument("--limit", type=image_count,
                         help="use only the first N training and N test images (quick checks)")
     parser.add_argument("--results", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--save", metavar="DIR", help="save each trained model as DIR/NAME.keras")
     parser.add_argument("--checkpoints", metavar="DIR", default="checkpoints",
-                        help="where each epoch's state is kept until training ends: an interrupted run "
-                        "started again with the same command resumes there (default: %(default)s)")
+                        help="where each epoch's state is kept until the run's outputs are written: an "
+                        "interrupted run started again with the same command resumes there (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="ignore any checkpoint and start from scratch")
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
     args = parser.parse_args(argv)
+    args.model = args.model or DEFAULT_MODELS  # not argparse's default: "extend" would add to it
+    twice = sorted({name for name in args.model if args.model.count(name) > 1})
+    if twice:  # the same seed would give the same result twice, and both would share one checkpoint folder
+        parser.error(f"argument --model: {', '.join(twice)} named twice")
     if args.scale_learning_rate and args.batch_size is None:
         parser.error("argument --scale-learning-rate: needs --batch-size")
     if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":
         parser.error("argument --steps-per-execution: Keras's PyTorch backend runs 1 step per call only")
-    if args.results and not os.path.isdir(os.path.dirname(os.path.abspath(args.results))):
-        parser.error(f"argument --results: the folder of {args.results} does not exist")
+    for flag, path, folder in [("--results", args.results, False), ("--save", args.save, True),
+                               ("--plots", args.plots, True), ("--checkpoints", args.checkpoints, True)]:
+        problem = path and unwritable(path, folder)
+        if problem:
+            parser.error(f"argument {flag}: {problem}")
     for flag, option in OPTION_FLAGS.items():
         without = [name for name in args.model if option not in options(name)]
         if getattr(args, option) is not None and without:
             parser.error(f"argument {flag}: model {', '.join(without)} has no {option} option")
     return args
+
+
+def unwritable(path, folder):
+    """Why `path` cannot be written: as a folder of files (`folder`), else as one file; None if it can.
+    Every output is checked before training, so that no run fails once its work is done."""
+    if os.path.exists(path) and os.path.isdir(path) != folder:
+        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
+    place = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
+    nearest = place
+    while not os.path.exists(nearest):  # a missing folder is made, with its missing parents
+        nearest = os.path.dirname(nearest)
+    if not os.path.isdir(nearest):
+        return f"{nearest} is a file, not a folder"
+    if nearest != place and not folder:  # a file is written into a folder that is there
+        return f"the folder of {path} does not exist"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"cannot write in {nearest}"
+    return None
 
 
 def settings_for(name, args):
@@ -162,33 +206,41 @@ def main(argv=None):
 
     hyperparameters = {option: getattr(args, option) for option in OPTION_FLAGS.values()
                        if getattr(args, option) is not None}
-    results, models = [], []
-    for name in args.model:
-        print(f"\n=== {name}: {settings[name]}")
-        checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters, args.seed)
-        if args.fresh:
-            shutil.rmtree(checkpoints, ignore_errors=True)
-        try:
-            model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
-                                               checkpoints, verbose=1 if sys.stdout.isatty() else 2)
-        except KeyboardInterrupt:
-            print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
-                  f"run the same command again to carry on from there.", file=sys.stderr)
-            sys.exit(130)  # the usual status for Ctrl-C
-        except TrainingError as error:
-            sys.exit(f"error: {name}: {error}")
-        results.append(result)
-        models.append(model)
-        if args.save:
-            save_model(model, args.save, name)
-    print_table(dataset, results)
-    if args.plots:
-        import plots  # matplotlib is only loaded when pictures are wanted
-        plots.plot_all(args.plots, dataset, results, models)
-
-    if args.results:
-        write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
-                                  "device": describe_device(), "seed": args.seed, "models": results})
+    results, models, folders = [], [], []
+    with contextlib.ExitStack() as held:  # each model's checkpoint folder stays this run's until the run ends
+        for name in args.model:
+            print(f"\n=== {name}: {settings[name]}")
+            checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters,
+                                            args.seed)
+            try:
+                held.enter_context(hold_checkpoint(checkpoints))  # before --fresh: another run's state is not ours
+                folders.append(checkpoints)
+                if args.fresh:
+                    clear_checkpoint(checkpoints)
+                model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
+                                                   checkpoints, verbose=1 if sys.stdout.isatty() else 2)
+            except KeyboardInterrupt:
+                print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
+                      f"run the same command again to carry on from there.", file=sys.stderr)
+                sys.exit(130)  # the usual status for Ctrl-C
+            except TrainingError as error:
+                if results:  # the models before this one, whose results are written already
+                    print_table(dataset, results)
+                advice = "; run with --fresh to start over" if isinstance(error, CheckpointError) else ""
+                sys.exit(f"error: {name}: {error}{advice}")
+            results.append(result)
+            models.append(model)
+            if args.save:
+                save_model(model, args.save, name)
+            if args.results:  # after each model: a later one that fails does not take these results with it
+                write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
+                                          "device": describe_device(), "seed": args.seed, "models": results})
+        print_table(dataset, results)
+        if args.plots:
+            import plots  # matplotlib is only loaded when pictures are wanted
+            plots.plot_all(args.plots, dataset, results, models)
+        for checkpoints in folders:  # everything is written: the same command now starts afresh
+            clear_checkpoint(checkpoints)  # and hold_checkpoint removes the emptied folder on leaving
 
 
 if __name__ == "__main__":

@@ -12,11 +12,17 @@ A run is reproducible and survives interruptions:
 - with a `checkpoint_dir`, the complete state after each epoch (weights, optimizer,
   random generators, early stopping, history) is saved. A run killed at any moment and
   started again with the same arguments carries on from the last completed epoch, as if
-  it had never stopped. The folder is removed once training has finished;
-  checkpoint_folder names one folder per distinct run;
+  it had never stopped. When training ends the folder is kept, marked finished: a run
+  that stops before its results are written finds the trained model there, and does
+  not train again. The caller clears it once its outputs are written (main.py does);
+  checkpoint_folder names one folder per distinct run. Each state is saved with the
+  SHA-256 of its files: a damaged, partial or foreign one raises a CheckpointError
+  rather than resume. hold_checkpoint keeps a second run out of a folder in use;
 - a NaN or infinite loss stops training at once with a TrainingError saying where.
 """
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import inspect
@@ -52,12 +58,17 @@ PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # averages Keras keeps while training (momentum 0.99), as the tutorials had them.
 BATCH_NORM_STATISTICS = ["recomputed", "moving"]
 RECOMPUTE_IMAGES = 2_000  # training images the statistics are recomputed on: plenty for a mean per channel
+LOCK_FILE = "lock"  # in a checkpoint folder: see hold_checkpoint
 # The project's modules that build and train a model: editing one starts a checkpointed run afresh.
 SOURCES = [Path(__file__).with_name(name) for name in ("data.py", "model.py", "train.py")]
 
 
 class TrainingError(Exception):
     """Training cannot go on; the message says why."""
+
+
+class CheckpointError(TrainingError):
+    """A saved checkpoint that cannot be resumed: damaged, partial, or not written by Checkpoint."""
 
 
 class SettingError(ValueError):
@@ -203,15 +214,17 @@ def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
     checkpoint = Checkpoint(checkpoint_dir, early_stopping)  # after EarlyStopping: it restores its state
     create_training_variables(network, dataset)
     if checkpoint.initial_epoch and verbose:
-        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}")
+        print(f"Resuming after epoch {checkpoint.initial_epoch} from {checkpoint_dir}"
+              + (", where training had ended" if checkpoint.finished else ""))
+    # A finished run has no epoch left: Keras only restores its state (early stopping's best weights).
+    first_epoch = settings.epochs if checkpoint.finished else checkpoint.initial_epoch
     start = time.perf_counter()
     network.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
-                epochs=settings.epochs, initial_epoch=checkpoint.initial_epoch,
+                epochs=settings.epochs, initial_epoch=first_epoch,
                 validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
                 callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.callbacks],
                            *filter(None, [early_stopping]), checkpoint])
     train_seconds = time.perf_counter() - start + checkpoint.seconds_before
-    checkpoint.remove()
 
     history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
     epochs_run = len(checkpoint.history)
@@ -505,17 +518,22 @@ class Checkpoint(keras.callbacks.Callback):
     latest.json point to it (written to a temporary file, then renamed), so a kill at any
     moment leaves the previous complete state in place. Weights and optimizer state are
     saved by Keras (model.save_weights); the random generators' positions and the early
-    stopping state, which it does not save, go in latest.json.
+    stopping state, which it does not save, go in latest.json, with the SHA-256 of each file
+    of the state: a checkpoint that does not match is refused (read_checkpoint). When training
+    ends, latest.json is marked finished; the folder stays until its owner clears it.
     """
 
     def __init__(self, folder=None, early_stopping=None):
         super().__init__()
         self.folder, self.early_stopping = (Path(folder) if folder else None), early_stopping
         self.history, self.seconds_before, self.saved = [], 0.0, None
-        if self.folder and (self.folder / "latest.json").exists():
-            self.saved = json.loads((self.folder / "latest.json").read_text())
+        if self.folder:
+            self.saved = read_checkpoint(self.folder)
+        if self.saved:
             self.history, self.seconds_before = self.saved["history"], self.saved["seconds"]
         self.initial_epoch = len(self.history)
+        # Training ran to its end (an early stop included): resuming must not train on.
+        self.finished = bool(self.saved and self.saved.get("finished"))
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
@@ -553,15 +571,88 @@ class Checkpoint(keras.callbacks.Callback):
                                         "best_epoch": stopper.best_epoch}
             if stopper.best_weights is not None:
                 np.savez(state / "best.npz", *stopper.best_weights)
+        latest["sha256"] = checksums(state)  # now that every file of the state is written
         write_json(self.folder / "latest.json", latest)  # the moment this state becomes the one to resume
+        self.saved = latest
         for old in self.folder.glob("epoch-*"):
             if old != state:
                 shutil.rmtree(old)
 
-    def remove(self):
-        """Training finished: the next run with the same arguments starts afresh."""
-        if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
+    def on_train_end(self, logs=None):
+        if self.folder:  # not called when training fails: only a run that ended is finished
+            write_json(self.folder / "latest.json", {**self.saved, "finished": True})
+
+
+def read_checkpoint(folder):
+    """The latest.json of the checkpoint in `folder`, once the state it names is checked against
+    its checksums; None if nothing was saved there yet. A damaged, partial or foreign checkpoint
+    raises a CheckpointError naming the folder: resuming it would fail, or silently change the result."""
+    def damaged(why):
+        return CheckpointError(f"the checkpoint in {folder} cannot be resumed: {why}")
+
+    latest = folder / "latest.json"
+    if not latest.exists():
+        # Without latest.json, only the first epoch's state can be there: a run killed while saving it.
+        later = sorted(state.name for state in folder.glob("epoch-*") if state.name != "epoch-0001")
+        if later:
+            raise damaged(f"it has {later[-1]} but no latest.json")
+        return None
+    try:
+        saved = json.loads(latest.read_text())
+    except ValueError:  # cut short, or not JSON at all
+        raise damaged("latest.json is not valid JSON") from None
+    if not isinstance(saved, dict) or not {"state", "sha256", "history", "seconds", "seeds"} <= saved.keys():
+        raise damaged("latest.json was not written by this code")
+    state = folder / saved["state"]
+    if not state.is_dir():
+        raise damaged(f"{saved['state']}, which latest.json names, is missing")
+    expected, found = saved["sha256"], checksums(state)
+    wrong = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+    if wrong:
+        raise damaged(f"the files of {state.name} do not match their checksums in latest.json: {', '.join(wrong)}")
+    return saved
+
+
+def checksums(state):
+    """The SHA-256 of each file in a saved `state` folder, by name."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(state.iterdir())}
+
+
+@contextlib.contextmanager
+def hold_checkpoint(folder):
+    """Keep the checkpoint `folder` for this process while the block runs: another run that asks
+    for it meanwhile gets a TrainingError, rather than resume a state that is still being written.
+    On leaving, a folder with nothing saved in it is removed.
+
+    The lock is fcntl.flock's (POSIX), on a file in the folder: the system lets go of it when the
+    process ends, however it ends, so a killed run leaves no stale lock behind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise TrainingError(f"{folder} is in use by another run (pid {lock.read().strip() or '?'}): "
+                                f"wait for it to end, or stop it") from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")  # for the message above, in the other run
+        lock.flush()
+        try:
+            yield
+        finally:
+            if [path.name for path in folder.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(folder)
+
+
+def clear_checkpoint(folder):
+    """Delete what is saved in the checkpoint `folder`, but not its lock: the next fit there starts afresh."""
+    for path in Path(folder).iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != LOCK_FILE:
+            path.unlink()
 
 
 def seed_states(model):

@@ -6,12 +6,15 @@ import re
 import subprocess
 import sys
 
+from pathlib import Path
+
 import keras
 import pytest
 
 import main
 import model
 import quiet
+import train
 from conftest import ROOT, SHARED_DATA
 from train import Training
 
@@ -34,11 +37,38 @@ RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy"
     (["--scale-learning-rate"], "argument --scale-learning-rate: needs --batch-size"),
     (["--precision", "float64"], "argument --precision: invalid choice: 'float64'"),
     (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive integer, got 0"),
+    (["--limit", "1"], "argument --limit: must be at least 2 (one image to validate on, one to train on), got 1"),
+    (["--model", "l42_mlp", "fast_cnn", "--model", "l42_mlp"], "argument --model: l42_mlp named twice"),
 ])
 def test_invalid_flags_are_named(flags, complaint, capsys):
     with pytest.raises(SystemExit) as exit:
         main.parse_args(flags)
     assert exit.value.code == 2 and complaint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, path, complaint", [
+    ("--results", "folder", "{tmp}/folder is a folder, not a file"),
+    ("--results", "file/r.json", "{tmp}/file is a file, not a folder"),
+    ("--results", "read-only/r.json", "cannot write in {tmp}/read-only"),
+    ("--save", "file", "{tmp}/file is a file, not a folder"),
+    ("--save", "file/models", "{tmp}/file is a file, not a folder"),
+    ("--save", "read-only/new/models", "cannot write in {tmp}/read-only"),
+    ("--plots", "file", "{tmp}/file is a file, not a folder"),
+    ("--checkpoints", "file", "{tmp}/file is a file, not a folder"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_training(flag, path, complaint, tmp_path, monkeypatch,
+                                                                     capsys):
+    (tmp_path / "file").write_text("kept")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "read-only").mkdir(mode=0o555)
+    # As root, who may write anywhere, the mode alone would not do: os.access answers as for a user.
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda place, mode: access(place, mode) and Path(place).name != "read-only")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as exit:
+        main.main([flag, str(tmp_path / path)])
+    assert exit.value.code == 2 and f"argument {flag}: {complaint.format(tmp=tmp_path)}" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "file").read_text() == "kept"
 
 
 def test_tutorial_settings_with_overrides():
@@ -49,6 +79,20 @@ def test_tutorial_settings_with_overrides():
     assert main.settings_for("l42_mlp", no_stopping).optimizer == "sgd"
     stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
     assert stopping.patience == main.DEFAULT_PATIENCE and stopping.learning_rate == 0.5
+
+
+def test_a_repeated_model_flag_adds_to_the_list():
+    assert main.parse_args([]).model == main.DEFAULT_MODELS
+    assert main.parse_args(["--model", "l42_mlp", "--model", "fast_cnn", "spark_baseline"]).model == [
+        "l42_mlp", "fast_cnn", "spark_baseline"]
+    assert main.DEFAULT_MODELS == ["l42_mlp", "spark_baseline"]  # not extended in place
+
+
+def test_the_smallest_limit_trains_on_one_image_and_validates_on_one(data_dir, tmp_path, capsys):
+    main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "--epochs", "1", "--limit", str(main.MIN_LIMIT),
+               "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
+    assert "mnist: 1 training, 1 validation, 2 test images" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 1
 
 
 def test_speed_flags_and_learning_rate_scaled_to_the_batch():
@@ -118,6 +162,79 @@ def test_data_error_exits_with_message_and_writes_nothing(tmp_path, capsys):
         main.main(["--data-dir", str(tmp_path / "missing"), "--results", str(results)])
     assert "error: The data directory" in str(exit.value.code) and "does not exist" in str(exit.value.code)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_that_fails_ends_the_run_after_the_earlier_models_results(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(model.TRAINING, "spark_baseline", dict(optimizer="sgd", learning_rate=1e12, batch_size=16))
+    with pytest.raises(SystemExit) as exit:
+        main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "spark_baseline", "--epochs", "1",
+                   "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
+    assert exit.value.code.startswith("error: spark_baseline: The loss became nan at epoch 1, by batch ")
+    assert [m["name"] for m in json.loads((tmp_path / "r.json").read_text())["models"]] == ["l42_mlp"]
+    assert re.search(r"^l42_mlp +\d", capsys.readouterr().out, re.MULTILINE)  # its row in the table
+    # l42_mlp's checkpoint is kept, finished: the same command will not train it again.
+    [kept] = (tmp_path / "ck").iterdir()
+    assert "l42_mlp" in kept.name and json.loads((kept / "latest.json").read_text())["finished"]
+
+
+def test_a_run_stopped_before_its_results_are_written_does_not_train_again(data_dir, tmp_path, monkeypatch, capsys):
+    args = ["--data-dir", str(data_dir), "--model", "l42_mlp", "--optimizer", "adam", "--learning-rate", "0.01",
+            "--epochs", "10", "--early-stopping", "--patience", "1", "--results", str(tmp_path / "r.json"),
+            "--checkpoints", str(tmp_path / "ck")]
+    written = []
+
+    def write_and_stop(path, content):  # as if stopped (Ctrl-C, a kill, a full disk) while writing the results
+        written.append(content)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, "write_json", write_and_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main.main(args)
+    [expected] = written[0]["models"]
+    assert expected["epochs_run"] < 10  # stopped early: a resumed run that trained on would differ
+    monkeypatch.setattr(main, "write_json", train.write_json)
+    capsys.readouterr()
+    main.main(args)
+    out = capsys.readouterr().out
+    assert f"Resuming after epoch {expected['epochs_run']} from " in out and "where training had ended" in out
+    assert "Epoch " not in out  # Keras trained no epoch
+    [resumed] = json.loads((tmp_path / "r.json").read_text())["models"]
+    for result in (expected, resumed):
+        result.pop("train_seconds")
+    assert resumed == expected
+    assert list((tmp_path / "ck").iterdir()) == []  # all written: the next run starts afresh
+
+
+def test_a_damaged_checkpoint_stops_the_run_until_fresh_starts_over(data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "ck" / "l42_mlp"
+    monkeypatch.setattr(main, "checkpoint_folder", lambda *args: folder)
+    folder.mkdir(parents=True)
+    cut_short = '{"state": "epoch-0003", "hist'
+    (folder / "latest.json").write_text(cut_short)
+    args = ["--data-dir", str(data_dir), "--model", "l42_mlp", "--epochs", "1", "--results", str(tmp_path / "r.json"),
+            "--checkpoints", str(tmp_path / "ck")]
+    with pytest.raises(SystemExit) as exit:
+        main.main(args)
+    assert exit.value.code == (f"error: l42_mlp: the checkpoint in {folder} cannot be resumed: latest.json is not "
+                               f"valid JSON; run with --fresh to start over")
+    assert not (tmp_path / "r.json").exists() and (folder / "latest.json").read_text() == cut_short
+    main.main(args + ["--fresh"])
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["epochs_run"] == 1
+    assert not folder.exists()
+
+
+def test_a_checkpoint_folder_in_use_by_another_run_is_left_alone(data_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "ck" / "l42_mlp"
+    monkeypatch.setattr(main, "checkpoint_folder", lambda *args: folder)
+    with train.hold_checkpoint(folder):  # as the other run does; flock keeps out a second holder in this process too
+        (folder / "latest.json").write_text("the other run's")
+        with pytest.raises(SystemExit) as exit:
+            main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "--fresh",
+                       "--results", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")])
+        assert exit.value.code == (f"error: l42_mlp: {folder} is in use by another run (pid {os.getpid()}): "
+                                   f"wait for it to end, or stop it")
+        assert (folder / "latest.json").read_text() == "the other run's"  # not cleared by --fresh
+        assert not (tmp_path / "r.json").exists()
 
 
 def test_same_seed_same_result(data_dir, tmp_path):

@@ -3,10 +3,12 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -126,6 +128,73 @@ def test_ctrl_c_saves_and_says_how_to_resume(uninterrupted, tmp_path):
     resumed = run_main(args, hashes)
     assert "Resuming after epoch 2" in resumed.stdout
     assert comparable(tmp_path / "results.json") == expected
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory):
+    """The checkpoint of a finished 2-epoch run with early stopping (so with best.npz), to copy and damage."""
+    folder = tmp_path_factory.mktemp("saved")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "IDX_SHA256", {"mnist": make_idx_folder(folder / "mnist")})
+        dataset = data.load_dataset("mnist", folder)
+    settings = train.Training(batch_size=16, epochs=2, patience=2)
+    train.train_and_evaluate("l42_mlp", dataset, settings, checkpoint_dir=folder / "ck", verbose=0)
+    return folder / "ck"
+
+
+def alter_a_weight(path):
+    """Add 1 to the first layer's first weights: the file stays a valid HDF5 file that Keras loads."""
+    with h5py.File(path, "r+") as weights:
+        kernel = weights["layers"][next(iter(weights["layers"]))]["vars"]["0"]
+        kernel[...] = kernel[...] + 1
+
+
+def cut_in_half(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda state: cut_in_half(state / "model.weights.h5"),
+     "the files of epoch-0002 do not match their checksums in latest.json: model.weights.h5"),
+    (lambda state: alter_a_weight(state / "model.weights.h5"),
+     "the files of epoch-0002 do not match their checksums in latest.json: model.weights.h5"),
+    (lambda state: (state / "best.npz").unlink(),
+     "the files of epoch-0002 do not match their checksums in latest.json: best.npz"),
+    (lambda state: shutil.rmtree(state), "epoch-0002, which latest.json names, is missing"),
+    (lambda state: cut_in_half(state.parent / "latest.json"), "latest.json is not valid JSON"),
+    (lambda state: (state.parent / "latest.json").write_text('{"state": "epoch-0002"}'),
+     "latest.json was not written by this code"),
+    (lambda state: (state.parent / "latest.json").unlink(), "it has epoch-0002 but no latest.json"),
+])
+def test_a_damaged_partial_or_foreign_checkpoint_is_refused_naming_its_folder(saved_checkpoint, tmp_path, damage,
+                                                                              why):
+    folder = tmp_path / "ck"
+    shutil.copytree(saved_checkpoint, folder)
+    assert train.Checkpoint(folder).finished  # the copy as saved resumes
+    damage(folder / "epoch-0002")
+    with pytest.raises(train.CheckpointError) as error:
+        train.Checkpoint(folder)
+    assert str(error.value) == f"the checkpoint in {folder} cannot be resumed: {why}"
+
+
+def test_the_first_epochs_half_saved_state_without_latest_json_starts_afresh(saved_checkpoint, tmp_path):
+    folder = tmp_path / "ck"
+    shutil.copytree(saved_checkpoint / "epoch-0002", folder / "epoch-0001")  # killed before latest.json was written
+    assert train.Checkpoint(folder).initial_epoch == 0
+
+
+def test_a_checkpoint_folder_is_held_by_one_run_at_a_time(tmp_path):
+    folder = tmp_path / "ck"
+    with train.hold_checkpoint(folder):
+        with pytest.raises(train.TrainingError, match=rf"^{folder} is in use by another run \(pid {os.getpid()}\)"):
+            with train.hold_checkpoint(folder):
+                pass
+        (folder / "latest.json").write_text("{}")
+    assert (folder / "latest.json").exists()  # a saved state stays
+    with train.hold_checkpoint(folder):  # let go of: the next run may have it
+        train.clear_checkpoint(folder)
+        assert [path.name for path in folder.iterdir()] == [train.LOCK_FILE]
+    assert not folder.exists()  # nothing saved in it: nothing left behind
 
 
 def tiny_dataset(data_dir):
