@@ -28,7 +28,7 @@ import keras  # noqa: E402
 
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
-from train import (OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
+from train import (BATCH_NORM_STATISTICS, OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
                    checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, scaled_learning_rate,
                    train_and_evaluate, training_for, write_json)
 
@@ -111,6 +111,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-execution", type=positive_int, metavar="N",
                         help="training steps per call into the compiled step; callbacks run once per call "
                         "(default: 1 on a CPU, 16 on a GPU; PyTorch: 1 only)")
+    parser.add_argument("--batch-norm-statistics", choices=BATCH_NORM_STATISTICS,
+                        help="what batch norm normalises with once trained: its statistics recomputed on "
+                        "training images, or Keras's moving averages, as the tutorials had them (default: recomputed)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random shifts while training (models with an `augment` option only)")
     parser.add_argument("--l2-lambda", type=non_negative_float, metavar="LAMBDA",
@@ -176,7 +179,8 @@ def unwritable(path, folder):
 def settings_for(name, args):
     """The tutorial's training settings for `name` (a train.Training), with the command line's overrides."""
     tutorial = training_for(name)
-    flags = ("optimizer", "learning_rate", "batch_size", "epochs", "patience", "precision", "steps_per_execution")
+    flags = ("optimizer", "learning_rate", "batch_size", "epochs", "patience", "precision", "steps_per_execution",
+             "batch_norm_statistics")
     settings = tutorial.replace(**{flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None})
     if args.scale_learning_rate:
         settings = settings.replace(learning_rate=scaled_learning_rate(

@@ -265,16 +265,26 @@ def recompute_batch_norm(network, images, batch_size=500):
     for layer in network.layers:
         if not isinstance(layer, keras.layers.BatchNormalization):
             continue
-        inputs_of = keras.Model(network.input, layer.input)
+        inputs_of = layer_inputs(network, layer)
         sums, squares, count = 0.0, 0.0, 0
         for start in range(0, len(images), batch_size):
-            inputs = inputs_of(images[start:start + batch_size], training=False)  # eager: no tracing
-            batch = np.moveaxis(keras.ops.convert_to_numpy(inputs), layer.axis, -1)
+            batch = np.moveaxis(keras.ops.convert_to_numpy(inputs_of(images[start:start + batch_size])),
+                                layer.axis, -1)
             values = batch.reshape(-1, batch.shape[-1]).astype("float64")  # one column per channel
             sums, squares, count = sums + values.sum(0), squares + (values ** 2).sum(0), count + len(values)
         mean = sums / count
         layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign((squares / count - mean ** 2).astype(layer.moving_variance.dtype))
+
+
+def layer_inputs(network, layer):
+    """A function from images to what `layer` of `network` receives from them, in inference mode
+    (called eagerly: a few batches do not pay for tracing a graph)."""
+    if isinstance(network, keras.Sequential):  # one made without an Input has no graph to cut
+        before = network.layers[:network.layers.index(layer)]
+        return lambda images: functools.reduce(lambda x, earlier: earlier(x, training=False), before, images)
+    inputs_of = keras.Model(network.input, layer.input)
+    return lambda images: inputs_of(images, training=False)
 
 
 def evaluate(network, dataset, training=None, name=None):

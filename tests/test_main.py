@@ -79,6 +79,9 @@ def test_tutorial_settings_with_overrides():
     assert main.settings_for("l42_mlp", no_stopping).optimizer == "sgd"
     stopping = main.settings_for("l42_mlp", main.parse_args(["--early-stopping", "--learning-rate", "0.5"]))
     assert stopping.patience == main.DEFAULT_PATIENCE and stopping.learning_rate == 0.5
+    moving = main.parse_args(["--model", "fast_cnn", "--batch-norm-statistics", "moving"])
+    assert main.settings_for("fast_cnn", moving).batch_norm_statistics == "moving"
+    assert main.settings_for("fast_cnn", main.parse_args([])).batch_norm_statistics == "recomputed"
 
 
 def test_a_repeated_model_flag_adds_to_the_list():

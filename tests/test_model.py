@@ -174,3 +174,12 @@ def test_batch_norm_models_score_in_inference_as_with_their_own_statistics(name)
     recompute_batch_norm(network, dataset.x_val)
     own = network.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["accuracy"]
     assert own > 0.5 and result["val_accuracy"] > own - 0.03
+
+
+def test_recompute_batch_norm_in_a_sequential_model_made_without_an_input():
+    images = np.random.default_rng(1).normal(-1.0, 3.0, (50, 6)).astype("float32")
+    network = keras.Sequential([keras.layers.Dense(4), keras.layers.BatchNormalization()])
+    network(images[:1])  # built by a call, as a Sequential model without an Input is
+    recompute_batch_norm(network, images)
+    dense = network.layers[0](images).numpy()
+    np.testing.assert_allclose(network.layers[1].moving_mean.numpy(), dense.mean(0), rtol=1e-4, atol=1e-5)

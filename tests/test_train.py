@@ -340,6 +340,7 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals_to_zero():
     (dict(label_smoothing=1.5), "training setting label_smoothing: must be at least 0 and below 1"),
     (dict(precision="float64"), "training setting precision: must be one of float32"),
     (dict(callbacks=[3]), "training setting callbacks: must be a list of functions"),
+    (dict(batch_norm_statistics="exact"), "training setting batch_norm_statistics: must be one of recomputed, moving"),
 ])
 def test_a_mistyped_setting_or_an_impossible_value_is_refused_by_name(settings, named):
     with pytest.raises(train.SettingError, match=named):
