@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["README.md", "docs/speed.md"]
+DOCUMENTS = ["README.md", "docs/speed.md", "docs/spark-gap.md"]
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")  # 99.24, 1,317, +17,624, -4
 JSON_FILE = re.compile(r"results/[\w./-]+\.json")
 
