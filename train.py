@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -611,7 +612,9 @@ def read_checkpoint(folder):
         saved = json.loads(latest.read_text())
     except ValueError:  # cut short, or not JSON at all
         raise damaged("latest.json is not valid JSON") from None
-    if not isinstance(saved, dict) or not {"state", "sha256", "history", "seconds", "seeds"} <= saved.keys():
+    fields = {"state": str, "sha256": dict, "history": list, "seconds": (int, float), "seeds": list}
+    if not (isinstance(saved, dict) and all(isinstance(saved.get(key), kind) for key, kind in fields.items())
+            and re.fullmatch(r"epoch-\d{4}", saved["state"])):  # a state folder's name, nothing outside
         raise damaged("latest.json was not written by this code")
     state = folder / saved["state"]
     if not state.is_dir():

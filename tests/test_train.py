@@ -164,6 +164,9 @@ def cut_in_half(path):
     (lambda state: cut_in_half(state.parent / "latest.json"), "latest.json is not valid JSON"),
     (lambda state: (state.parent / "latest.json").write_text('{"state": "epoch-0002"}'),
      "latest.json was not written by this code"),
+    (lambda state: (state.parent / "latest.json").write_text(
+        '{"state": "../elsewhere", "sha256": [], "history": [], "seconds": 1, "seeds": []}'),
+     "latest.json was not written by this code"),
     (lambda state: (state.parent / "latest.json").unlink(), "it has epoch-0002 but no latest.json"),
 ])
 def test_a_damaged_partial_or_foreign_checkpoint_is_refused_naming_its_folder(saved_checkpoint, tmp_path, damage,
