@@ -172,7 +172,7 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     compile_model(network, settings, len(dataset.x_train))
     training = fit(network, dataset, settings, seed, checkpoint_dir, verbose)
     if settings.batch_norm_statistics == "recomputed":
-        recompute_batch_norm(network, dataset.x_train)
+        recompute_batch_norm(network, dataset.x_train[:RECOMPUTE_IMAGES])
     return network, evaluate(network, dataset, training, name=model_name(model))
 
 
@@ -253,7 +253,8 @@ def create_training_variables(network, dataset):
 
 def recompute_batch_norm(network, images, batch_size=500):
     """Set each batch-norm layer's moving mean and variance to the mean and variance of its
-    inputs over the first RECOMPUTE_IMAGES `images`, as the trained network computes them.
+    inputs over `images` (train_and_evaluate: RECOMPUTE_IMAGES training images), as the trained
+    network computes them.
 
     Keras keeps moving averages while training, each step weighing 1% (momentum 0.99): after a
     few hundred steps they still carry the untrained start and the weights of earlier steps, and
@@ -262,7 +263,6 @@ def recompute_batch_norm(network, images, batch_size=500):
     are done in the order they compute, so each sees inputs normalised by the statistics already
     recomputed, and in inference mode: no dropout, no augmentation.
     """
-    images = images[:RECOMPUTE_IMAGES]
     for layer in network.layers:
         if not isinstance(layer, keras.layers.BatchNormalization):
             continue
