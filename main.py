@@ -29,7 +29,7 @@ import keras  # noqa: E402
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
 from train import (BATCH_NORM_STATISTICS, OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
-                   checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, scaled_learning_rate,
+                   checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, save_model, scaled_learning_rate,
                    train_and_evaluate, training_for, write_json)
 
 DEFAULT_DATASET = "mnist"
@@ -47,13 +47,6 @@ def print_table(dataset, results):
     for r in results:
         print(f"{r['name']:<18} {r['params']:>10,} {r['epochs_run']:>7} {r['train_seconds']:>8.0f} "
               f"{r['train_accuracy']:>7.2%} {r['val_accuracy']:>7.2%} {r['test_accuracy']:>7.2%}")
-
-
-def save_model(model, folder, name):
-    os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".{name}.partial.keras")  # Keras insists on the suffix
-    model.save(partial)
-    os.replace(partial, os.path.join(folder, f"{name}.keras"))
 
 
 def non_negative_int(text):
@@ -235,7 +228,7 @@ def main(argv=None):
             results.append(result)
             models.append(model)
             if args.save:
-                save_model(model, args.save, name)
+                save_model(model, os.path.join(args.save, f"{name}.keras"), args.dataset)
             if args.results:  # after each model: a later one that fails does not take these results with it
                 write_json(args.results, {"dataset": args.dataset, "backend": keras.backend.backend(),
                                           "device": describe_device(), "seed": args.seed, "models": results})

@@ -4,6 +4,9 @@
     python predict.py models/l42_mlp.keras my_digit.png photo_of_a_seven.jpg
     python predict.py docs/examples/notmnist-l42_mlp.keras letter.png --dataset notmnist
 
+A model saved by main.py --save knows its dataset, and so the names of its classes (digits,
+letters or clothes); --dataset is for older files, which say nothing (digits are assumed).
+
 Any size, colour or greyscale, light-on-dark or dark-on-light: each image is turned
 into what the model was trained on, a 28x28 greyscale image of a light glyph on a dark
 background with pixels in [0, 1]. Prints the three most likely classes per file.
@@ -21,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 import model  # noqa: F401  registers the custom RandomShift layer, so saved models load
 from data import CLASS_NAMES, IMAGE_SIZE
+from train import saved_dataset
 
 TOP = 3  # classes printed per image
 BORDER = 2  # pixels around the edge that tell the background's colour
@@ -106,37 +110,44 @@ def predict_files(keras_model, paths, class_names, top=TOP, invert="auto"):
     return answers, errors
 
 
-def load_model(path, class_names):
-    """Load a saved .keras model that classifies into `class_names`; exit with a message if not."""
+def load_model(path, dataset=None):
+    """Load a saved .keras model and the names of its classes, from the dataset it was trained
+    on; exit with a message if it cannot be used. dataset: what --dataset says, if anything."""
     import keras
     if not os.path.isfile(path):
         sys.exit(f"error: model file {path} not found (train and save one with: "
                  f"python main.py --save DIR, then pass DIR/NAME.keras)")
     try:
         keras_model = keras.models.load_model(path, compile=False)  # predicting needs no loss or metrics
+        trained_on = saved_dataset(path)
     except Exception as error:  # not a zip, not a Keras model, an unknown layer, ...
         sys.exit(f"error: cannot load the model {path}: {error}")
+    if trained_on and dataset and dataset != trained_on:
+        sys.exit(f"error: the model {path} was trained on {trained_on}, not {dataset}: leave out --dataset")
+    if not (trained_on or dataset):
+        print(f"warning: the model {path} does not say which dataset it was trained on (it was saved before "
+              f"models recorded it): its classes are taken to be digits; --dataset names them", file=sys.stderr)
+    name = trained_on or dataset or "mnist"
     outputs = keras_model.output_shape[-1]
-    if outputs != len(class_names):
-        sys.exit(f"error: the model {path} has {outputs} outputs, but the dataset has "
-                 f"{len(class_names)} classes: check --dataset")
-    return keras_model
+    if outputs != len(CLASS_NAMES[name]):
+        sys.exit(f"error: the model {path} has {outputs} outputs, but {name} has {len(CLASS_NAMES[name])} classes")
+    return keras_model, CLASS_NAMES[name]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL.keras", help="a model saved by main.py --save")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--dataset", choices=sorted(CLASS_NAMES), default="mnist",
-                        help="the dataset the model was trained on: gives the class names (default: mnist)")
+    parser.add_argument("--dataset", choices=sorted(CLASS_NAMES),
+                        help="the dataset the model was trained on, for the class names: needed only for a "
+                        "model saved without it (default: the model's own; else mnist)")
     parser.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                         help="make dark-on-light images light-on-dark: 'auto' does it when the border is "
                         "light, which misjudges glyphs that fill the whole frame, like many notMNIST "
                         "letters: then say 'no' (default: auto)")
     args = parser.parse_args(argv)
 
-    class_names = CLASS_NAMES[args.dataset]
-    keras_model = load_model(args.model, class_names)
+    keras_model, class_names = load_model(args.model, args.dataset)
     answers, errors = predict_files(keras_model, args.images, class_names, invert=args.invert)
     for path in args.images:
         if path in answers:

@@ -33,6 +33,7 @@ import platform
 import re
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 BATCH_NORM_STATISTICS = ["recomputed", "moving"]
 RECOMPUTE_IMAGES = 2_000  # training images the statistics are recomputed on: plenty for a mean per channel
 LOCK_FILE = "lock"  # in a checkpoint folder: see hold_checkpoint
+DATASET_MEMBER = "improve_your_network.json"  # in a saved .keras file: the dataset it was trained on
 # The project's modules that build and train a model: editing one starts a checkpointed run afresh.
 SOURCES = [Path(__file__).with_name(name) for name in ("data.py", "model.py", "train.py")]
 
@@ -671,6 +673,28 @@ def clear_checkpoint(folder):
 def seed_states(model):
     """The positions of the model's random generators (dropout, augmentation)."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def save_model(network, path, dataset):
+    """Save `network` as the .keras file `path`, which also records the `dataset` it was trained
+    on (see saved_dataset), so that predict.py names the right classes. Written whole or not at all."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(path).with_name(f".{Path(path).stem}.partial.keras")  # Keras insists on the suffix
+    try:
+        network.save(partial)
+        with zipfile.ZipFile(partial, "a") as archive:  # a .keras file is a zip: Keras reads only its own members
+            archive.writestr(DATASET_MEMBER, json.dumps({"dataset": dataset}))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # after a failure: no half-written file left behind
+
+
+def saved_dataset(path):
+    """The dataset that the model saved in `path` was trained on; None for a file saved without one."""
+    with zipfile.ZipFile(path) as archive:
+        if DATASET_MEMBER not in archive.namelist():
+            return None
+        return json.loads(archive.read(DATASET_MEMBER))["dataset"]
 
 
 def write_json(path, content):

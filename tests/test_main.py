@@ -127,6 +127,7 @@ def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
     loaded = keras.models.load_model(saved / "spark_finetuned.keras")
     assert loaded.count_params() == 2_443_714
     assert sorted(p.name for p in saved.iterdir()) == ["l42_mlp.keras", "spark_finetuned.keras"]
+    assert train.saved_dataset(saved / "l42_mlp.keras") == "mnist"  # predict.py names the classes from it
 
 
 def test_a_mistyped_setting_in_training_stops_the_run_with_its_name(data_dir, tmp_path, monkeypatch):

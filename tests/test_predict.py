@@ -10,6 +10,7 @@ from PIL import Image
 import predict
 from conftest import ROOT
 from data import CLASS_NAMES
+from train import save_model, saved_dataset
 
 EXAMPLES = ROOT / "docs" / "examples"
 DATASETS = ["mnist", "notmnist"]
@@ -135,9 +136,39 @@ def test_missing_or_broken_model(tmp_path):
     with pytest.raises(SystemExit) as exit:
         predict.main([str(tmp_path / "broken.keras"), str(EXAMPLES / "mnist-7.png")])
     assert f"error: cannot load the model {tmp_path / 'broken.keras'}" in str(exit.value.code)
+    two_classes = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    two_classes.save(tmp_path / "two.keras")
     with pytest.raises(SystemExit) as exit:  # a model for another number of classes
-        predict.load_model(str(EXAMPLES / "mnist-l42_mlp.keras"), ["yes", "no"])
-    assert "has 10 outputs, but the dataset has 2 classes" in str(exit.value.code)
+        predict.load_model(str(tmp_path / "two.keras"), "fashion")
+    assert "has 2 outputs, but fashion has 10 classes" in str(exit.value.code)
+
+
+@pytest.fixture
+def letters_model(tmp_path):
+    """The notMNIST example model, saved again as main.py --save saves: with its dataset."""
+    path = tmp_path / "letters.keras"
+    save_model(keras.models.load_model(EXAMPLES / "notmnist-l42_mlp.keras"), path, "notmnist")
+    return path
+
+
+def test_a_saved_model_names_its_own_classes(letters_model, capsys):
+    assert saved_dataset(letters_model) == "notmnist" and saved_dataset(EXAMPLES / "mnist-l42_mlp.keras") is None
+    predict.main([str(letters_model), str(EXAMPLES / "notmnist-B-inverted.png")])
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{EXAMPLES / 'notmnist-B-inverted.png'}: B ") and captured.err == ""
+
+
+def test_a_dataset_flag_that_contradicts_the_model_is_refused(letters_model):
+    with pytest.raises(SystemExit) as exit:
+        predict.main([str(letters_model), str(EXAMPLES / "mnist-7.png"), "--dataset", "mnist"])
+    assert str(exit.value.code) == f"error: the model {letters_model} was trained on notmnist, not mnist: leave out --dataset"
+
+
+def test_an_older_model_file_gets_digits_with_a_warning(capsys):
+    predict.main([str(EXAMPLES / "mnist-l42_mlp.keras"), str(EXAMPLES / "mnist-7.png")])
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{EXAMPLES / 'mnist-7.png'}: 7 ")
+    assert "does not say which dataset it was trained on" in captured.err
 
 
 def test_cli_missing_model_exits_with_a_message(tmp_path):
