@@ -9,7 +9,9 @@ letters or clothes); --dataset is for older files, which say nothing (digits are
 
 Any size, colour or greyscale, light-on-dark or dark-on-light: each image is turned
 into what the model was trained on, a 28x28 greyscale image of a light glyph on a dark
-background with pixels in [0, 1]. Prints the three most likely classes per file.
+background with pixels in [0, 1], framed as its dataset frames them: for MNIST, the digit
+scaled into a 20x20 box, centred by its centre of mass; for notMNIST and Fashion-MNIST, the
+whole image. Prints the three most likely classes per file.
 """
 import argparse
 import os
@@ -28,16 +30,20 @@ from train import saved_dataset
 
 TOP = 3  # classes printed per image
 BORDER = 2  # pixels around the edge that tell the background's colour
+DIGIT_BOX = 20  # MNIST's digits fit a 20x20 box, placed with their centre of mass at the frame's centre
+INK = 0.2  # of the brightest pixel: what is darker is background, when finding a digit's box
 
 
 class ImageReadError(Exception):
     """An image file could not be read; the message names the file and says why."""
 
 
-def load_image(path, invert="auto"):
+def load_image(path, invert="auto", dataset=None):
     """Read an image file as the model's input: shape (28, 28, 1), float32 in [0, 1].
 
     invert: "auto" (when the border is light), "yes" or "no".
+    dataset: "mnist" frames the digit as MNIST does (frame_digit); otherwise the whole image
+    is padded to a square and resized.
     """
     try:
         with Image.open(path) as image:
@@ -49,7 +55,8 @@ def load_image(path, invert="auto"):
         raise ImageReadError(f"{path}: not a readable image ({error})") from None
     if invert == "yes" or (invert == "auto" and light_background(pixels)):
         pixels = 255 - pixels  # the datasets are light glyphs on a dark background
-    return (resize(pixels) / 255).astype("float32")[..., None]  # as data.py scales uint8 pixels
+    framed = frame_digit(pixels) if dataset == "mnist" else resize(pixels)
+    return (framed / 255).astype("float32")[..., None]  # as data.py scales uint8 pixels
 
 
 def greyscale(image):
@@ -70,21 +77,44 @@ def light_background(pixels):
     Right for a glyph with a margin round it (a photo, a drawing, every MNIST image); wrong
     for a glyph so big that it covers most of the border, as a quarter of notMNIST's do.
     """
-    border = np.concatenate([pixels[:BORDER].ravel(), pixels[-BORDER:].ravel(),
-                             pixels[:, :BORDER].ravel(), pixels[:, -BORDER:].ravel()])
-    return np.median(border) > 127.5
+    return np.median(border(pixels)) > 127.5
 
 
-def resize(pixels):
-    """Pad to a square with the (dark) background colour, keeping the aspect, then resize to 28x28."""
+def border(pixels):
+    """The pixels within BORDER of the edge."""
+    return np.concatenate([pixels[:BORDER].ravel(), pixels[-BORDER:].ravel(),
+                           pixels[:, :BORDER].ravel(), pixels[:, -BORDER:].ravel()])
+
+
+def frame_digit(pixels):
+    """The digit framed as MNIST's were: its box (the pixels at least INK of the brightest)
+    scaled to fit DIGIT_BOX x DIGIT_BOX, keeping its aspect, then placed in the 28x28 frame
+    with its centre of mass at the centre, as near as the frame allows. A grey background (paper
+    in a photo) becomes black first: outside the box the frame is black too."""
+    pixels = np.clip(pixels - np.median(border(pixels)), 0, None)
+    if pixels.max() == 0:  # a blank image: nothing to frame
+        return resize(pixels)
+    rows, cols = np.nonzero(pixels >= INK * pixels.max())
+    digit = resize(pixels[rows.min():rows.max() + 1, cols.min():cols.max() + 1], DIGIT_BOX)
+    centre_row, centre_col = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
+    # MNIST's centres of mass sit at pixel (14, 14), counting from 0
+    top, left = (int(np.clip(round(IMAGE_SIZE / 2 - centre), 0, IMAGE_SIZE - DIGIT_BOX))
+                 for centre in (centre_row, centre_col))
+    frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype="float32")
+    frame[top:top + DIGIT_BOX, left:left + DIGIT_BOX] = digit
+    return frame
+
+
+def resize(pixels, size=IMAGE_SIZE):
+    """Pad to a square with the (dark) background colour, keeping the aspect, then resize to size x size."""
     height, width = pixels.shape
     side = max(height, width)
     square = np.zeros((side, side), dtype="float32")
     top, left = (side - height) // 2, (side - width) // 2
     square[top:top + height, left:left + width] = pixels
     # Shrinking averages the pixels each new pixel covers (as a camera sensor would); growing interpolates.
-    resample = Image.Resampling.BOX if side > IMAGE_SIZE else Image.Resampling.BILINEAR
-    resized = Image.fromarray(square).resize((IMAGE_SIZE, IMAGE_SIZE), resample)
+    resample = Image.Resampling.BOX if side > size else Image.Resampling.BILINEAR
+    resized = Image.fromarray(square).resize((size, size), resample)
     return np.clip(np.asarray(resized), 0, 255)
 
 
@@ -94,13 +124,15 @@ def top_classes(probabilities, class_names, top=TOP):
     return [(class_names[i], float(probabilities[i])) for i in best]
 
 
-def predict_files(keras_model, paths, class_names, top=TOP, invert="auto"):
-    """Classify each file. Returns ({path: top classes}, {path: error message}) in input order;
-    a file that cannot be read gets an error and never stops the others."""
+def predict_files(keras_model, paths, dataset, top=TOP, invert="auto"):
+    """Classify each file with a model trained on `dataset`. Returns ({path: top classes},
+    {path: error message}) in input order; a file that cannot be read gets an error and never
+    stops the others."""
+    class_names = CLASS_NAMES[dataset]
     images, errors = {}, {}
     for path in paths:
         try:
-            images[path] = load_image(path, invert)
+            images[path] = load_image(path, invert, dataset)
         except ImageReadError as error:
             errors[path] = str(error)
     answers = {}
@@ -111,8 +143,8 @@ def predict_files(keras_model, paths, class_names, top=TOP, invert="auto"):
 
 
 def load_model(path, dataset=None):
-    """Load a saved .keras model and the names of its classes, from the dataset it was trained
-    on; exit with a message if it cannot be used. dataset: what --dataset says, if anything."""
+    """Load a saved .keras model and the name of the dataset it was trained on; exit with a
+    message if it cannot be used. dataset: what --dataset says, if anything."""
     import keras
     if not os.path.isfile(path):
         sys.exit(f"error: model file {path} not found (train and save one with: "
@@ -131,7 +163,7 @@ def load_model(path, dataset=None):
     outputs = keras_model.output_shape[-1]
     if outputs != len(CLASS_NAMES[name]):
         sys.exit(f"error: the model {path} has {outputs} outputs, but {name} has {len(CLASS_NAMES[name])} classes")
-    return keras_model, CLASS_NAMES[name]
+    return keras_model, name
 
 
 def main(argv=None):
@@ -147,8 +179,8 @@ def main(argv=None):
                         "letters: then say 'no' (default: auto)")
     args = parser.parse_args(argv)
 
-    keras_model, class_names = load_model(args.model, args.dataset)
-    answers, errors = predict_files(keras_model, args.images, class_names, invert=args.invert)
+    keras_model, dataset = load_model(args.model, args.dataset)
+    answers, errors = predict_files(keras_model, args.images, dataset, invert=args.invert)
     for path in args.images:
         if path in answers:
             print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in answers[path]))

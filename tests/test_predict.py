@@ -32,7 +32,7 @@ def example_model(request):
 def test_examples_are_classified_correctly(example_model):
     dataset, net = example_model
     truth = examples(dataset)
-    answers, errors = predict.predict_files(net, list(truth), CLASS_NAMES[dataset])
+    answers, errors = predict.predict_files(net, list(truth), dataset)
     assert errors == {}
     assert {path: top[0][0] for path, top in answers.items()} == truth
     for top in answers.values():
@@ -52,6 +52,9 @@ def test_disguises_are_undone(dataset):
             assert np.corrcoef(image.ravel(), original.ravel())[0, 1] > 0.99, path.name
         else:
             np.testing.assert_allclose(image, original, atol=1e-6, err_msg=path.name)
+        if dataset == "mnist":  # framed as MNIST frames its digits, a disguise still gives the original
+            framed = predict.load_image(path, dataset="mnist")
+            assert np.corrcoef(framed.ravel(), original.ravel())[0, 1] > 0.99, path.name
 
 
 def test_original_is_read_as_data_py_reads_it():
@@ -95,7 +98,7 @@ def test_unreadable_files_get_errors_and_the_others_answers(example_model, tmp_p
     dataset, net = example_model
     good = list(examples(dataset))[:2]
     bad = bad_files(tmp_path)
-    answers, errors = predict.predict_files(net, [bad[0], good[0], bad[1], good[1], bad[2]], CLASS_NAMES[dataset])
+    answers, errors = predict.predict_files(net, [bad[0], good[0], bad[1], good[1], bad[2]], dataset)
     assert list(answers) == good
     assert list(errors) == bad
     for path, message in errors.items():
@@ -185,3 +188,25 @@ def test_invert_can_be_forced_either_way():
     np.testing.assert_array_equal(predict.load_image(path), light_on_dark)  # auto: the border is dark
     inverted = EXAMPLES / "mnist-7-inverted.png"
     np.testing.assert_allclose(predict.load_image(inverted, invert="no"), 1 - light_on_dark, atol=1e-6)
+
+
+def test_a_tightly_cropped_digit_is_framed_as_mnist_frames_its_digits(tmp_path):
+    """MNIST's digits sit in a 20x20 box centred by their centre of mass: a digit cropped to its
+    ink and enlarged is framed back to nearly the original, where filling the frame is not."""
+    original = np.asarray(Image.open(EXAMPLES / "mnist-7.png"))
+    rows, cols = np.nonzero(original)
+    cropped = original[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    Image.fromarray(cropped).resize((cropped.shape[1] * 3, cropped.shape[0] * 3)).save(tmp_path / "tight.png")
+    framed = predict.load_image(tmp_path / "tight.png", dataset="mnist")[..., 0]
+    filled = predict.load_image(tmp_path / "tight.png")[..., 0]
+    similarity = lambda image: np.corrcoef(image.ravel(), original.ravel())[0, 1]
+    assert similarity(framed) > 0.9 > similarity(filled) + 0.2
+    ink_rows, ink_cols = np.nonzero(framed)
+    assert np.ptp(ink_rows) < predict.DIGIT_BOX and np.ptp(ink_cols) < predict.DIGIT_BOX
+    centre = (np.indices(framed.shape) * framed).sum(axis=(1, 2)) / framed.sum()
+    assert np.all(np.abs(centre - 14) <= 0.5)
+
+
+def test_a_blank_image_is_framed_without_error(tmp_path):
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "blank.png")
+    assert predict.load_image(tmp_path / "blank.png", dataset="mnist").max() == 0
