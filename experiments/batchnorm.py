@@ -18,12 +18,12 @@ scored once per trained model. The MNIST row compares with results/fast.md's fir
 """
 from keras import layers
 
-from experiments.runner import Step, train_step
+from experiments.runner import MOVING_BATCH_NORM, Step, train_step
 from model import TRAINING, fast_cnn
 from train import evaluate, recompute_batch_norm
 
 DATASET = "notmnist"
-MOVING = dict(TRAINING["fast_cnn"], batch_norm_statistics="moving")
+MOVING = dict(TRAINING["fast_cnn"], **MOVING_BATCH_NORM)
 
 
 def fast_cnn_momentum(input_shape, num_classes, momentum=0.99):

@@ -24,10 +24,9 @@ on MNIST and notMNIST.
 """
 import numpy as np
 
-from experiments.runner import Step, accuracy, train_averaged, train_step
+from experiments.runner import MOVING_BATCH_NORM, Step, accuracy, train_averaged, train_step
 
 DATASET = "mnist"
-AS_MEASURED = dict(batch_norm_statistics="moving")  # see the docstring
 TTA_SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (down, right) in pixels: the image and 4 neighbours
 ENSEMBLE_SIZE = 2
 
@@ -68,22 +67,22 @@ def ensemble_with_tta(trial):
 
 
 STEPS = [
-    Step("fast_cnn: one-cycle, label smoothing, batch norm, shifts", "fast_cnn", training=AS_MEASURED),
-    Step("- shifts", "fast_cnn", hyperparameters={"augment": False}, training=AS_MEASURED),
-    Step("- label smoothing", "fast_cnn", training={**AS_MEASURED, "label_smoothing": 0}),
-    Step("- batch norm", "fast_cnn", hyperparameters={"batch_norm": False}, training=AS_MEASURED),
+    Step("fast_cnn: one-cycle, label smoothing, batch norm, shifts", "fast_cnn", training=MOVING_BATCH_NORM),
+    Step("- shifts", "fast_cnn", hyperparameters={"augment": False}, training=MOVING_BATCH_NORM),
+    Step("- label smoothing", "fast_cnn", training={**MOVING_BATCH_NORM, "label_smoothing": 0}),
+    Step("- batch norm", "fast_cnn", hyperparameters={"batch_norm": False}, training=MOVING_BATCH_NORM),
     Step("- one-cycle (Adam's constant 0.001 instead)", "fast_cnn",
-         training={**AS_MEASURED, "one_cycle": False, "learning_rate": 0.001}),
-    Step("+ test-time augmentation (5 views)", "fast_cnn", training=AS_MEASURED, run=trained_with_tta,
+         training={**MOVING_BATCH_NORM, "one_cycle": False, "learning_rate": 0.001}),
+    Step("+ test-time augmentation (5 views)", "fast_cnn", training=MOVING_BATCH_NORM, run=trained_with_tta,
          note="the mean prediction over the image and its 4 one-pixel shifts; plain_test_accuracy in the JSON"),
-    Step("+ 2 networks averaged (with TTA)", "fast_cnn", training=AS_MEASURED, run=ensemble_with_tta,
+    Step("+ 2 networks averaged (with TTA)", "fast_cnn", training=MOVING_BATCH_NORM, run=ensemble_with_tta,
          note="two networks (seeds 2s and 2s+1) trained one after the other; each one's own accuracy "
               "is member_test_accuracies in the JSON"),
     # Speed options: what they cost in accuracy (their speed: python -m experiments speed).
-    Step("+ mixed precision (bfloat16)", "fast_cnn", training={**AS_MEASURED, "precision": "mixed_bfloat16"},
+    Step("+ mixed precision (bfloat16)", "fast_cnn", training={**MOVING_BATCH_NORM, "precision": "mixed_bfloat16"},
          note="layers compute in bfloat16, weights stay float32"),
     Step("batch 512, peak learning rate x2 (square-root rule)", "fast_cnn",
-         training={**AS_MEASURED, "batch_size": 512, "learning_rate": 0.01}),
+         training={**MOVING_BATCH_NORM, "batch_size": 512, "learning_rate": 0.01}),
     Step("batch 512, peak learning rate x4 (linear rule)", "fast_cnn",
-         training={**AS_MEASURED, "batch_size": 512, "learning_rate": 0.02}),
+         training={**MOVING_BATCH_NORM, "batch_size": 512, "learning_rate": 0.02}),
 ]

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from experiments.runner import TUTORIAL_BATCH_NORM, Step, accuracy, epochs_for, train_step
+from experiments.runner import MOVING_BATCH_NORM, Step, accuracy, epochs_for, train_step
 from model import activation_layer
 from train import Training, compile_model, evaluate, fit, seed_everything, train_and_evaluate
 
@@ -325,7 +325,7 @@ STEPS = [
          note="published: the seed's epoch-5 val_accuracy; the seed standardises each pixel, "
               "data.py the whole image (one mean and std)"),
     Step("batch norm before the activation, use_bias=False", batch_norm_mlp, published=86.76,
-         published_on="validation", training=dict(SGD_1E3, **TUTORIAL_BATCH_NORM, epochs=10), data=SPLIT,
+         published_on="validation", training=dict(SGD_1E3, **MOVING_BATCH_NORM, epochs=10), data=SPLIT,
          note="270,946 parameters as in the seed's summary; published: its epoch-10 val_accuracy"),
     Step("gradient clipping (clipvalue=1.0)", nonsaturating_mlp, training=sgd_with(clipvalue=1.0), data=SPLIT,
          note="the seed only builds SGD(clipvalue=1.0); applied here to the Leaky ReLU net, SGD 1e-3"),

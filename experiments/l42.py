@@ -26,13 +26,13 @@ Honesty:
 import keras
 from keras import layers, regularizers
 
-from experiments.runner import TUTORIAL_BATCH_NORM, Step, Trial, run_step, settings_for
+from experiments.runner import MOVING_BATCH_NORM, Step, Trial, run_step, settings_for
 from model import activation_layer
 
 DATASET = "notmnist"
 EPOCHS = 20  # the starter pack's schedule, kept for every rung but the schedule rung
 SGD = dict(optimizer="sgd", learning_rate=0.01, batch_size=128, epochs=EPOCHS)  # model.TRAINING["l42_mlp"]
-ADAM = dict(TUTORIAL_BATCH_NORM, optimizer="adam", learning_rate=0.001, batch_size=128, epochs=EPOCHS)  # Keras's default rate
+ADAM = dict(MOVING_BATCH_NORM, optimizer="adam", learning_rate=0.001, batch_size=128, epochs=EPOCHS)  # Keras's default rate
 RMSPROP = dict(optimizer="rmsprop", learning_rate=0.001, batch_size=128, epochs=EPOCHS)  # Keras's default rate
 L2 = 1e-4
 PER_CHANNEL = dict(shared_axes=[1, 2])  # a conv layer's PReLU: one slope per channel, shared over height and width

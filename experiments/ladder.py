@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from experiments.runner import TUTORIAL_BATCH_NORM, Step, train_averaged, train_step
+from experiments.runner import MOVING_BATCH_NORM, Step, train_averaged, train_step
 from model import RandomAffine
 
 DATASET = "mnist"
@@ -291,10 +291,10 @@ def train_pseudo_labelled(trial):
 
 
 LINEAR = dict(batch_size=KERAS1_BATCH_SIZE, loss=keras1_crossentropy, **fits_at_learning_rates(LINEAR_FITS))
-FIVE_EPOCHS = dict(TUTORIAL_BATCH_NORM, batch_size=KERAS1_BATCH_SIZE, epochs=5)  # model.fit(X, y, nb_epoch=5, ...)
+FIVE_EPOCHS = dict(MOVING_BATCH_NORM, batch_size=KERAS1_BATCH_SIZE, epochs=5)  # model.fit(X, y, nb_epoch=5, ...)
 FOUR_EPOCHS = dict(batch_size=KERAS1_BATCH_SIZE, epochs=4)
-AUGMENTED = dict(TUTORIAL_BATCH_NORM, batch_size=GENERATOR_BATCH_SIZE, epochs=10)  # fit_generator(batch_gen, ..., nb_epoch=10)
-ANNEALED = dict(TUTORIAL_BATCH_NORM, batch_size=GENERATOR_BATCH_SIZE, **fits_at_learning_rates(ANNEALING_FITS))
+AUGMENTED = dict(MOVING_BATCH_NORM, batch_size=GENERATOR_BATCH_SIZE, epochs=10)  # fit_generator(batch_gen, ..., nb_epoch=10)
+ANNEALED = dict(MOVING_BATCH_NORM, batch_size=GENERATOR_BATCH_SIZE, **fits_at_learning_rates(ANNEALING_FITS))
 
 STEPS = [
     Step("1 linear (raw pixels)", ladder_linear, published=66.37, published_on=LEAKY, training=LINEAR,

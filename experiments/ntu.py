@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 from data import Dataset, rotated
-from experiments.runner import TUTORIAL_BATCH_NORM, Step, train_step
+from experiments.runner import MOVING_BATCH_NORM, Step, train_step
 from model import activation_layer
 
 DATASET = "mnist"
@@ -307,7 +307,7 @@ STEPS = [
          note=SUBSET_NOTE + "the compile line is cut off in the seed: SGD lr 1 and batch 120 as examples "
               "04-04c; " + CURVES_NOTE),
     Step("784-128-128-128-10 sigmoid + batch norm, 60 epochs", sigmoid_128x3, run=on_10000_images,
-         hyperparameters=dict(batch_norm=True), training={**DEMO, **TUTORIAL_BATCH_NORM, "epochs": 60},
+         hyperparameters=dict(batch_norm=True), training={**DEMO, **MOVING_BATCH_NORM, "epochs": 60},
          note=SUBSET_NOTE + "l303-example-04d's m2; settings as the row above"),
     Step("+ rotated copies: 3 x 10,000 images", softmax_30, run=tripled_by_rotation, training=DEMO,
          note="l303-example-05: the 10,000 images, one copy turned by U(+5, +25) degrees and one by "

@@ -21,7 +21,7 @@ epoch by epoch, and a validation loss (which includes the penalty, in Keras 2 as
 of 0.058 after epoch 1: less than the penalty alone. So we show both: the code as written,
 and the run its log describes.
 """
-from experiments.runner import TUTORIAL_BATCH_NORM, Step
+from experiments.runner import MOVING_BATCH_NORM, Step
 
 # Why the last step: the seed's logged losses leave no room for its L2 penalty.
 L2_NOTE = ("with L2 (1e-4) on its 2.4M weights the penalty alone stays between 0.126 and 0.133 in training, "
@@ -31,8 +31,8 @@ L2_NOTE = ("with L2 (1e-4) on its 2.4M weights the penalty alone stays between 0
 DATASET = "mnist"
 BASELINE_EPOCHS = 12
 OFF = dict(l2_lambda=0, he_init=False, batch_norm=False, augment=False, ensemble=1)
-FIXED = dict(TUTORIAL_BATCH_NORM, epochs=BASELINE_EPOCHS)
-EARLY_STOPPING = dict(TUTORIAL_BATCH_NORM, epochs=50, patience=5)  # the tutorial's: at most 50 epochs, patience 5
+FIXED = dict(MOVING_BATCH_NORM, epochs=BASELINE_EPOCHS)
+EARLY_STOPPING = dict(MOVING_BATCH_NORM, epochs=50, patience=5)  # the tutorial's: at most 50 epochs, patience 5
 
 STEPS = [
     Step("baseline CNN", "spark_baseline", published=99.12, training=FIXED),

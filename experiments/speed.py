@@ -56,7 +56,7 @@ from keras import ops
 
 from data import DataError, load_dataset
 from experiments.ladder import AUGMENTATION, ladder_augmentation, ladder_dropout
-from experiments.runner import RESULTS
+from experiments.runner import MOVING_BATCH_NORM, RESULTS
 from main import positive_int
 from model import MODELS, RandomAffine, RandomShift, get_model, options
 from train import (ShuffledBatches, build_model, compute_device, describe_device, train_and_evaluate,
@@ -68,9 +68,6 @@ PAIRS = 7  # alternating epochs (with, without) per augmentation: the median rat
 BATCH_SIZE = 128  # for every throughput measurement, as the tutorials train
 RECIPE = "fast_cnn"
 BUDGETS = [2, 4, 6]  # epochs: one training run each
-# The time-to-accuracy runs keep Keras's moving batch-norm averages, as when results/speed-*.json
-# were measured; fast_cnn now recomputes its statistics after training (results/batchnorm.md).
-AS_MEASURED = dict(batch_norm_statistics="moving")
 TARGETS = [99.0, 99.4, 99.5, 99.6, 99.7]  # test accuracy, percent
 OPTIONS_MODEL = "spark_finetuned"
 PARTS = ["throughput", "augmentation", "warps", "options", "accuracy"]  # the report's sections, in order
@@ -361,7 +358,8 @@ def time_to_accuracy(recipe, dataset, budgets, seeds):
     runs = []
     for seed in range(seeds):
         for epochs in budgets:
-            settings = training_for(recipe).replace(epochs=epochs, **AS_MEASURED)
+            # Keras's moving batch-norm averages, as when results/speed-*.json were measured
+            settings = training_for(recipe).replace(epochs=epochs, **MOVING_BATCH_NORM)
             start = time.perf_counter()
             _, result = train_and_evaluate(recipe, dataset, settings, seed, verbose=0)
             seconds = time.perf_counter() - start
