@@ -70,6 +70,7 @@ FASHION_GZ_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
 }
 IMAGE_SIZE = 28
+STANDARDIZE = (False, True, "pixel")  # load_dataset's choices: not at all, over the image, per pixel
 LETTERS = "ABCDEFGHIJ"
 NOTMNIST_URL = "http://yaroslavvb.com/upload/notMNIST/notMNIST_small.tar.gz"
 NOTMNIST_TEST_FRACTION = 0.1
@@ -138,6 +139,8 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
     seed: picks which training images go to validation.
     standardize: subtract the training split's mean and divide by its std
         (SELU and "Beating MNIST" want this) instead of scaling to [0, 1].
+        True: one mean and std over all pixels; "pixel": one per pixel position, as the
+        Geron notebook does (a pixel that never varies is only centred).
     one_hot: one-hot labels (for MSE losses) instead of integers.
     limit: keep only the first `limit` training and test images (quick checks).
     validation_first: hold out the first training images rather than a seeded random
@@ -147,6 +150,8 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
         raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(CLASS_NAMES)}.")
     if not 0 < validation_size < 1:
         raise DataError(f"validation_size must be a fraction between 0 and 1, got {validation_size}.")
+    if standardize not in STANDARDIZE:
+        raise DataError(f"standardize must be one of {', '.join(map(repr, STANDARDIZE))}, got {standardize!r}.")
     data_dir = data_dir or os.environ.get("DATA_DIR")
     if data_dir:
         try:
@@ -172,7 +177,9 @@ def load_dataset(name, data_dir=None, validation_size=0.1, seed=0,
 
     x_train, x_val, x_test = (x[..., None].astype("float32") / 255 for x in (x_train[train], x_train[val], x_test))
     if standardize:
-        mean, std = x_train.mean(), x_train.std()
+        axis = 0 if standardize == "pixel" else None
+        mean, std = x_train.mean(axis=axis), x_train.std(axis=axis)
+        std = np.where(std > 0, std, 1)  # MNIST's corners are 0 in every image
         x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
     y_train, y_val = y_train[train], y_train[val]
     if one_hot:

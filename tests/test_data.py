@@ -73,6 +73,24 @@ def test_standardize_uses_training_statistics_only(data_dir):
     np.testing.assert_allclose(standard.x_val, (plain.x_val - mean) / std, rtol=1e-5, atol=1e-5)
 
 
+def test_standardize_each_pixel(data_dir):
+    plain = load_dataset("mnist", data_dir)
+    standard = load_dataset("mnist", data_dir, standardize="pixel")
+    mean, std = plain.x_train.mean(axis=0), plain.x_train.std(axis=0)
+    varies = std > 0  # the made-up digits leave some pixels at 0 in every training image
+    assert varies.any() and not varies.all()
+    np.testing.assert_allclose(standard.x_train.std(axis=0)[varies], 1, rtol=1e-4)
+    np.testing.assert_allclose(standard.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(standard.x_test[:, varies], ((plain.x_test - mean)[:, varies] / std[varies]),
+                               rtol=1e-5, atol=1e-5)
+    assert np.isfinite(standard.x_test).all()
+
+
+def test_unknown_standardize_is_refused(data_dir):
+    with pytest.raises(DataError, match="standardize must be one of"):
+        load_dataset("mnist", data_dir, standardize="channel")
+
+
 def test_one_hot_labels(data_dir):
     dataset = load_dataset("mnist", data_dir, one_hot=True)
     assert dataset.y_train.shape == (90, 10) and dataset.y_test.shape == (30, 10)

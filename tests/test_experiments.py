@@ -20,8 +20,8 @@ from model import MODELS, RandomAffine, RandomShift, get_model
 # The --quick runs, cut into groups of consecutive steps that train in a few seconds each (an
 # ensemble alone), so that the tests spread over the cores: the index of each group's first step.
 # l42's last step, the choice among the rungs above it, is tested on its own (below).
-QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "geron": [0, 9, 18], "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12],
-                "ntu": [0, 12, 24], "spark": [0, 4, 6, 7]}
+QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "fastchoices": [0, 2], "geron": [0, 10, 20],
+                "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12], "ntu": [0, 13, 25], "spark": [0, 4, 6, 7, 8]}
 TESTED_APART = {("l42", "best by validation, on the hidden test set")}
 
 
