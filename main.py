@@ -30,7 +30,7 @@ from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
 from train import (BATCH_NORM_STATISTICS, OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
                    checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, save_model, scaled_learning_rate,
-                   train_and_evaluate, training_for, write_json)
+                   tensorboard_missing, train_and_evaluate, training_for, write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
@@ -130,6 +130,8 @@ def parse_args(argv=None):
     parser.add_argument("--fresh", action="store_true", help="ignore any checkpoint and start from scratch")
     parser.add_argument("--plots", metavar="DIR", help="draw learning curves, mistakes, confusion matrices "
                         "and rotation robustness as PNG files in DIR")
+    parser.add_argument("--tensorboard", metavar="DIR", help="log each epoch for TensorBoard in "
+                        "DIR/DATASET-MODEL/seedN (view with: tensorboard --logdir DIR)")
     args = parser.parse_args(argv)
     args.model = args.model or DEFAULT_MODELS  # not argparse's default: "extend" would add to it
     twice = sorted({name for name in args.model if args.model.count(name) > 1})
@@ -140,10 +142,13 @@ def parse_args(argv=None):
     if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":
         parser.error("argument --steps-per-execution: Keras's PyTorch backend runs 1 step per call only")
     for flag, path, folder in [("--results", args.results, False), ("--save", args.save, True),
-                               ("--plots", args.plots, True), ("--checkpoints", args.checkpoints, True)]:
+                               ("--plots", args.plots, True), ("--checkpoints", args.checkpoints, True),
+                               ("--tensorboard", args.tensorboard, True)]:
         problem = path and unwritable(path, folder)
         if problem:
             parser.error(f"argument {flag}: {problem}")
+    if args.tensorboard and tensorboard_missing():
+        parser.error(f"argument --tensorboard: {tensorboard_missing()}")
     for flag, option in OPTION_FLAGS.items():
         without = [name for name in args.model if option not in options(name)]
         if getattr(args, option) is not None and without:
@@ -214,8 +219,11 @@ def main(argv=None):
                 folders.append(checkpoints)
                 if args.fresh:
                     clear_checkpoint(checkpoints)
+                log_dir = args.tensorboard and os.path.join(args.tensorboard, f"{args.dataset}-{name}",
+                                                            f"seed{args.seed}")
                 model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
-                                                   checkpoints, verbose=1 if sys.stdout.isatty() else 2)
+                                                   checkpoints, verbose=1 if sys.stdout.isatty() else 2,
+                                                   log_dir=log_dir)
             except KeyboardInterrupt:
                 print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
                       f"run the same command again to carry on from there.", file=sys.stderr)

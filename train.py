@@ -161,18 +161,19 @@ def training_for(model):
 
 
 def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
-                       checkpoint_dir=None, verbose=1):
+                       checkpoint_dir=None, verbose=1, log_dir=None):
     """Build, train and test one model; return it with a dict of its results (see evaluate).
 
     model: a name in model.MODELS, or a function (input_shape, num_classes, **hyperparameters).
     settings: a Training.
+    log_dir: a folder for TensorBoard's event files (see fit), or None.
     """
     seed_everything(seed)
     network = build_model(model, dataset, settings.precision, hyperparameters)
     if verbose:
         network.summary()
     compile_model(network, settings, len(dataset.x_train))
-    training = fit(network, dataset, settings, seed, checkpoint_dir, verbose)
+    training = fit(network, dataset, settings, seed, checkpoint_dir, verbose, log_dir)
     if settings.batch_norm_statistics == "recomputed":
         recompute_batch_norm(network, dataset.x_train[:RECOMPUTE_IMAGES])
     return network, evaluate(network, dataset, training, name=model_name(model))
@@ -204,10 +205,12 @@ def compile_model(network, settings, train_images):
                     steps_per_execution=settings.steps_per_execution or default_steps_per_execution())
 
 
-def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
+def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0, log_dir=None):
     """Train a compiled `network` on the training split, validating on the validation split after
     every epoch; return how it went (see evaluate). With `settings.patience`, stop once the
-    validation data loss has not improved for that many epochs and keep the best epoch's weights."""
+    validation data loss has not improved for that many epochs and keep the best epoch's weights.
+    With `log_dir`, Keras's TensorBoard callback writes each epoch's losses and accuracies there
+    (`tensorboard --logdir` reads them; a resumed run carries on in the same folder)."""
     batches = ShuffledBatches(dataset.x_train, dataset.y_train, settings.batch_size, seed)
     early_stopping = None
     if settings.patience:
@@ -226,7 +229,7 @@ def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
                 epochs=settings.epochs, initial_epoch=first_epoch,
                 validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
                 callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.callbacks],
-                           *filter(None, [early_stopping]), checkpoint])
+                           *filter(None, [early_stopping, log_dir and tensorboard(log_dir)]), checkpoint])
     train_seconds = time.perf_counter() - start + checkpoint.seconds_before
 
     history = {key: [logs[key] for logs in checkpoint.history] for key in checkpoint.history[0]}
@@ -236,6 +239,23 @@ def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0):
     return {"epochs_run": epochs_run, "best_epoch": best + 1, "train_seconds": round(train_seconds, 1),
             "train_accuracy": history["accuracy"][best],  # running mean while training
             "history": history}  # per epoch: loss, accuracy (data_loss with a weight penalty), and val_ of each
+
+
+def tensorboard(log_dir):
+    """Keras's TensorBoard callback, writing epoch summaries only (no graph, no per-batch steps)."""
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False,
+                                       write_steps_per_second=False, update_freq="epoch")
+
+
+def tensorboard_missing():
+    """Why --tensorboard cannot work here, or None: Keras writes TensorBoard's files with
+    TensorFlow's tf.summary, whatever the backend, and the viewer is the tensorboard package."""
+    import importlib.util
+    missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"TensorBoard's event files are written with TensorFlow and read with TensorBoard; "
+                f"this Python has no {' or '.join(missing)}: pip install {' '.join(missing)}")
+    return None
 
 
 def create_training_variables(network, dataset):

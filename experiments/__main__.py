@@ -20,8 +20,8 @@ quiet.import_keras()  # before any other module imports it: TensorFlow's start-u
 
 from data import DataError  # noqa: E402
 from experiments.runner import RESULTS, finished_rows, run_experiment, settings_for, table, write_report  # noqa: E402
-from main import positive_int  # noqa: E402
-from train import SettingError, TrainingError, describe_device  # noqa: E402
+from main import positive_int, unwritable  # noqa: E402
+from train import SettingError, TrainingError, describe_device, tensorboard_missing  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
 NOT_EXPERIMENTS = ("runner", "speed", "__main__")
@@ -44,12 +44,17 @@ def main(argv=None):
                         "(default: results/; --quick runs write NAME-quick.*)")
     parser.add_argument("--plots", metavar="DIR", help="pictures of each step's first model (see plots.py), "
                         "one folder per step")
+    parser.add_argument("--tensorboard", metavar="DIR", help="log each epoch for TensorBoard in DIR/STEP/seedN "
+                        "(view with: tensorboard --logdir DIR)")
     parser.add_argument("--verbose", action="store_true", help="model summaries and progress bars")
     parser.add_argument("--fresh", action="store_true", help="run every step, even where an earlier run of "
                         "the same command that was stopped has finished some")
     args = parser.parse_args(argv)
     if not args.out.is_dir():
         parser.error(f"argument --out: {args.out} is not a folder")
+    problem = args.tensorboard and (unwritable(args.tensorboard, folder=True) or tensorboard_missing())
+    if problem:
+        parser.error(f"argument --tensorboard: {problem}")
     experiment = importlib.import_module(f"experiments.{args.name}")
     unknown = set(args.steps or []) - {step.name for step in experiment.STEPS}
     if unknown:
@@ -73,7 +78,8 @@ def main(argv=None):
     remaining = [step for step in wanted if step not in {row["step"] for row in rows}]
     try:
         for row in run_experiment(experiment, args.seeds, args.quick, args.data_dir, remaining,
-                                  verbose=2 if args.verbose else 0, plots=args.plots, done=rows):
+                                  verbose=2 if args.verbose else 0, plots=args.plots, done=rows,
+                                  tensorboard=args.tensorboard):
             rows.append(row)  # saved after every step: a stopped run keeps what it finished
             write_report(args.out, name, experiment, rows, command, device, len(wanted))
     except (DataError, TrainingError) as error:  # the steps finished before it stay in the report

@@ -243,7 +243,8 @@ def trained_model_a(trial):
     """Model A trained on task A, with the trial's seed (as the task A step trains it: a step that
     reuses it trains it again, to the same weights, rather than keep models between steps)."""
     settings = Training(**SGD_1E3, epochs=epochs_for(TASK_A_EPOCHS, trial.quick))
-    return train_and_evaluate(transfer_mlp, task_a(trial.dataset), settings, trial.seed, verbose=trial.verbose)
+    return train_and_evaluate(transfer_mlp, task_a(trial.dataset), settings, trial.seed, verbose=trial.verbose,
+                              log_dir=trial.logs("model_a"))
 
 
 def clone_of(model):
@@ -274,12 +275,14 @@ def train_task_b_on_a(trial, frozen_epochs=0):
             layer.trainable = False
         frozen = settings.replace(epochs=epochs_for(frozen_epochs, trial.quick))
         compile_model(model_b_on_a, frozen, len(dataset_b.x_train))
-        fits.append(fit(model_b_on_a, dataset_b, frozen, trial.seed, verbose=trial.verbose))
+        fits.append(fit(model_b_on_a, dataset_b, frozen, trial.seed, verbose=trial.verbose,
+                        log_dir=trial.logs("frozen")))
         for layer in model_b_on_a.layers[:-1]:
             layer.trainable = True
         settings = settings.replace(learning_rate=UNFROZEN_LEARNING_RATE)
     compile_model(model_b_on_a, settings, len(dataset_b.x_train))  # again: the trainable flags take effect
-    fits.append(fit(model_b_on_a, dataset_b, settings, trial.seed, verbose=trial.verbose))
+    fits.append(fit(model_b_on_a, dataset_b, settings, trial.seed, verbose=trial.verbose,
+                    log_dir=trial.logs("model_b_on_a")))
     return {**evaluate(model_b_on_a, dataset_b, fits[-1], name="transfer_mlp_on_a"),
             "epochs_run": sum(each["epochs_run"] for each in fits)}
 
@@ -294,7 +297,7 @@ def train_task_b_draws(trial):
     TASK_B_DRAWS*seed ... TASK_B_DRAWS*seed + TASK_B_DRAWS-1), each with the trial's seed: the
     results averaged over the draws, each draw's test accuracy kept (draw_test_accuracies)."""
     draws = range(TASK_B_DRAWS * trial.seed, TASK_B_DRAWS * (trial.seed + 1))
-    results = [train_step(trial, task_b(trial.dataset, draw))[1] for draw in draws]
+    results = [train_step(trial, task_b(trial.dataset, draw), part=f"draw{draw}")[1] for draw in draws]
     averaged = {key: float(np.mean([result[key] for result in results]))
                 for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy")}
     tests = [result["test_accuracy"] for result in results]

@@ -277,13 +277,13 @@ def train_pseudo_labelled(trial):
     order = np.random.default_rng(trial.seed).permutation(len(dataset.x_train))
     pool, labelled = np.split(order, [round(PSEUDO_LABEL_FRACTION * len(order))])
     labelled_only = replace(dataset, x_train=dataset.x_train[labelled], y_train=dataset.y_train[labelled])
-    teacher, teacher_result = train_step(trial, labelled_only)
+    teacher, teacher_result = train_step(trial, labelled_only, part="teacher")
     pseudo_labels = np.argmax(teacher.predict(dataset.x_train[pool], verbose=0), axis=1)
     pseudo_labelled = replace(
         dataset,
         x_train=np.concatenate([dataset.x_train[labelled], dataset.x_train[pool]]),
         y_train=np.concatenate([dataset.y_train[labelled], pseudo_labels.astype(dataset.y_train.dtype)]))
-    _, result = train_step(trial, pseudo_labelled)
+    _, result = train_step(trial, pseudo_labelled, part="student")
     return {**result,
             "pseudo_label_accuracy": float(np.mean(pseudo_labels == dataset.y_train[pool])),  # training labels
             "teacher_val_accuracy": teacher_result["val_accuracy"],

@@ -64,6 +64,11 @@ class Trial:
     quick: bool = False  # --quick: shorten every fit of the step (see settings_for)
     verbose: int = 0
     earlier: dict = field(default_factory=dict)  # step name -> its results with this seed, for the steps done
+    log_dir: Path = None  # TensorBoard's folder for this step and seed (--tensorboard), or None
+
+    def logs(self, part):
+        """A sub-folder of log_dir for one of several fits of the trial (None without log_dir)."""
+        return self.log_dir and self.log_dir / part
 
 
 def settings_for(step, quick=False):
@@ -77,11 +82,13 @@ def epochs_for(epochs, quick):
     return QUICK_EPOCHS if quick else epochs
 
 
-def train_step(trial, dataset=None):
+def train_step(trial, dataset=None, part=None):
     """Train and test the step's model as the trial says, on `dataset` (default: the trial's);
-    return the trained model and its results."""
+    return the trained model and its results. part: for a step that trains several models, this
+    one's name, its TensorBoard sub-folder."""
     return train_and_evaluate(trial.step.model, trial.dataset if dataset is None else dataset, trial.settings,
-                              trial.seed, trial.step.hyperparameters, verbose=trial.verbose)
+                              trial.seed, trial.step.hyperparameters, verbose=trial.verbose,
+                              log_dir=trial.logs(part) if part else trial.log_dir)
 
 
 def train_averaged(trial, size):
@@ -89,7 +96,7 @@ def train_averaged(trial, size):
     the mean of their predictions (model.averaged): return it and its results, each network's own
     test accuracy among them (member_test_accuracies)."""
     members = [train_and_evaluate(trial.step.model, trial.dataset, trial.settings, seed,
-                                  trial.step.hyperparameters, verbose=trial.verbose)
+                                  trial.step.hyperparameters, verbose=trial.verbose, log_dir=trial.logs(f"network{seed}"))
                for seed in range(size * trial.seed, size * (trial.seed + 1))]
     ensemble = averaged([network for network, _ in members])
     compile_model(ensemble, trial.settings, len(trial.dataset.x_train))  # the members' loss, for evaluate
@@ -106,7 +113,13 @@ def run_step(trial):
     return train_step(trial)
 
 
-def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None, done=()):
+def folder_name(step):
+    """A step's name as a folder name: letters, digits and underscores."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", step.name).strip("_")
+
+
+def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, verbose=0, plots=None, done=(),
+                   tensorboard=None):
     """Train every step (or only those named in `only`) with seeds 0..seeds-1, yielding each row.
 
     A generator, so that a caller can save each step's row as soon as it is done: a long
@@ -116,6 +129,7 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
     a step's `run` finds their results, and those of the steps run here, in Trial.earlier.
     plots: a folder for the pictures of each step's seed-0 model (plots.py), one
     subfolder per step; steps with their own `run` function have none.
+    tensorboard: a folder for TensorBoard's event files, in STEP/seedN below it.
     """
     rows = list(done)
     datasets = {}
@@ -130,7 +144,8 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
                 datasets[key] = load_dataset(name, data_dir, seed=seed,
                                              limit=QUICK_LIMIT if quick else None, **step.data)
             earlier = {row["step"]: row["runs"][seed] for row in rows if seed < len(row["runs"])}
-            trial = Trial(step, datasets[key], settings_for(step, quick), seed, quick, verbose, earlier)
+            log_dir = tensorboard and Path(tensorboard) / folder_name(step) / f"seed{seed}"
+            trial = Trial(step, datasets[key], settings_for(step, quick), seed, quick, verbose, earlier, log_dir)
             start = time.perf_counter()
             try:
                 model, result = run_step(trial)
@@ -139,7 +154,7 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
             result["seconds"] = round(time.perf_counter() - start, 1)
             if plots and seed == 0 and model is not None:
                 import plots as pictures  # matplotlib is only loaded when pictures are wanted
-                folder = Path(plots) / re.sub(r"[^A-Za-z0-9]+", "_", step.name).strip("_")
+                folder = Path(plots) / folder_name(step)
                 pictures.plot_all(folder, datasets[key], [result], [model])
             result.pop("history", None)
             runs.append(result)

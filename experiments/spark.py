@@ -54,7 +54,7 @@ def best_and_last_epoch(trial):
     last = LastEpochWeights()
     settings = trial.settings.replace(callbacks=(*trial.settings.callbacks, lambda: last))
     network, best = train_and_evaluate(trial.step.model, trial.dataset, settings, trial.seed,
-                                       trial.step.hyperparameters, verbose=trial.verbose)
+                                       trial.step.hyperparameters, verbose=trial.verbose, log_dir=trial.log_dir)
     network.set_weights(last.weights)
     scored = evaluate(network, trial.dataset)
     return {**best, **{key: scored[key] for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss")},

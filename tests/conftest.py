@@ -61,6 +61,16 @@ def png_bytes(image):
     return buffer.getvalue()
 
 
+def tensorboard_scalars(folder):
+    """{tag: [value per step]} from the TensorBoard event files in `folder`, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [float(make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"]}
+
+
 def make_notmnist_tar(path, per_letter=5, broken=True, extra=None):
     """A small notMNIST_small.tar.gz; with `broken`, a zero-byte and a garbage PNG, as upstream.
 

@@ -2,13 +2,14 @@
 import importlib
 import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, needs_data
+from conftest import SHARED_DATA, needs_data, tensorboard_scalars
 import plots
 from data import load_dataset
 from experiments import fast, l42, ntu, runner, speed
@@ -97,10 +98,33 @@ def test_models_have_the_published_parameter_counts(name):
 def test_plots_for_each_step(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "ROBUSTNESS_IMAGES", 50)  # rotated 19 ways: the slow part of the pictures
     main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ shifts (10%)",
-          "--out", str(tmp_path), "--plots", str(tmp_path / "plots"), "--data-dir", str(SHARED_DATA)])
+          "--out", str(tmp_path), "--plots", str(tmp_path / "plots"), "--data-dir", str(SHARED_DATA),
+          "--tensorboard", str(tmp_path / "logs")])
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["baseline_CNN", "shifts_10"]
     assert (tmp_path / "plots" / "shifts_10" / "mnist-spark_finetuned-augmentation.png").exists()
     assert (tmp_path / "plots" / "baseline_CNN" / "mnist-learning_curves.png").exists()
+    # TensorBoard: a folder per step and seed, whose last epoch is the report's (no early stopping here)
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["baseline_CNN", "shifts_10"]
+    report = {row["step"]: row["runs"][0] for row in json.loads((tmp_path / "spark-quick.json").read_text())["steps"]}
+    for step, folder in [("baseline CNN", "baseline_CNN"), ("+ shifts (10%)", "shifts_10")]:
+        logged = tensorboard_scalars(tmp_path / "logs" / folder / "seed0" / "train")
+        assert len(logged["epoch_accuracy"]) == report[step]["epochs_run"] == 1
+        assert logged["epoch_accuracy"][-1] == pytest.approx(report[step]["train_accuracy"], rel=1e-6)
+
+
+def test_a_step_that_trains_several_models_logs_each_in_its_own_folder():
+    trial = runner.Trial(step=None, dataset=None, settings=None, seed=0, log_dir=Path("logs/step/seed0"))
+    assert trial.logs("teacher") == Path("logs/step/seed0/teacher")
+    assert runner.Trial(step=None, dataset=None, settings=None, seed=0).logs("teacher") is None
+
+
+def test_tensorboard_folder_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(SystemExit) as exit:
+        main(["spark", "--quick", "--tensorboard", str(tmp_path / "file"), "--out", str(tmp_path)])
+    assert exit.value.code == 2
+    assert f"argument --tensorboard: {tmp_path}/file is a file, not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 @needs_data
@@ -314,3 +338,17 @@ def test_the_hand_written_warps_make_the_same_images_as_keras_affine_transform()
     by_hand = keras.ops.convert_to_numpy(speed.AffineByGathers(seed=5)(images, training=True))
     np.testing.assert_allclose(by_hand, with_keras, atol=1e-5)  # bilinear: to rounding
     assert not np.allclose(with_keras, images, atol=1e-2)
+
+
+def test_the_last_epochs_weights_are_kept_before_early_stopping_restores_the_best():
+    from experiments.spark import LastEpochWeights
+    net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    net.compile(optimizer="sgd", loss="mse")
+    last = LastEpochWeights()
+    # "max" on a falling loss: epoch 1 is the best, epoch 2 ends training with other weights
+    best = keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)
+    x = np.linspace(-1, 1, 32, dtype="float32")[:, None]
+    history = net.fit(x, 3 * x + 1, epochs=5, verbose=0, callbacks=[last, best])
+    assert len(history.history["loss"]) == 2 and best.best_epoch == 0
+    np.testing.assert_array_equal(net.get_weights()[0], best.best_weights[0])
+    assert not np.allclose(last.weights[0], net.get_weights()[0])

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import main
 import model
 import quiet
 import train
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SHARED_DATA, tensorboard_scalars
 from train import Training
 
 RESULT_KEYS = {"name", "params", "epochs_run", "train_seconds", "train_accuracy",
@@ -55,6 +56,7 @@ def test_invalid_flags_are_named(flags, complaint, capsys):
     ("--save", "read-only/new/models", "cannot write in {tmp}/read-only"),
     ("--plots", "file", "{tmp}/file is a file, not a folder"),
     ("--checkpoints", "file", "{tmp}/file is a file, not a folder"),
+    ("--tensorboard", "file", "{tmp}/file is a file, not a folder"),
 ])
 def test_an_output_that_cannot_be_written_is_refused_before_training(flag, path, complaint, tmp_path, monkeypatch,
                                                                      capsys):
@@ -113,7 +115,7 @@ def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
     results, saved = tmp_path / "results.json", tmp_path / "models"
     main.main(["--data-dir", str(data_dir), "--model", "l42_mlp", "spark_finetuned", "--epochs", "2",
                "--early-stopping", "--patience", "1", "--results", str(results), "--save", str(saved),
-               "--checkpoints", str(tmp_path / "ck")])
+               "--checkpoints", str(tmp_path / "ck"), "--tensorboard", str(tmp_path / "logs")])
     out = capsys.readouterr().out
     assert "backend tensorflow" in out or f"backend {keras.backend.backend()}" in out
     assert "Total params: 2,443,714" in out  # the summary comes before training
@@ -128,6 +130,22 @@ def test_train_compare_save_and_report(data_dir, tmp_path, capsys):
     assert loaded.count_params() == 2_443_714
     assert sorted(p.name for p in saved.iterdir()) == ["l42_mlp.keras", "spark_finetuned.keras"]
     assert train.saved_dataset(saved / "l42_mlp.keras") == "mnist"  # predict.py names the classes from it
+    for m in report["models"]:  # TensorBoard reads back each epoch, as the results have it
+        run = tmp_path / "logs" / f"mnist-{m['name']}" / "seed0"
+        logged = {part: tensorboard_scalars(run / part) for part in ("train", "validation")}
+        np.testing.assert_allclose(logged["train"]["epoch_loss"], m["history"]["loss"], rtol=1e-6)
+        np.testing.assert_allclose(logged["validation"]["epoch_accuracy"], m["history"]["val_accuracy"], rtol=1e-6)
+
+
+def test_tensorboard_without_tensorflow_or_tensorboard_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "tensorboard" else find_spec(name))
+    with pytest.raises(SystemExit) as exit:
+        main.main(["--tensorboard", str(tmp_path / "logs")])
+    assert exit.value.code == 2
+    assert "argument --tensorboard: " in (err := capsys.readouterr().err) and "pip install tensorboard" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_mistyped_setting_in_training_stops_the_run_with_its_name(data_dir, tmp_path, monkeypatch):
