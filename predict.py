@@ -2,7 +2,7 @@
 
     python main.py --dataset mnist --model l42_mlp --save models/
     python predict.py models/l42_mlp.keras my_digit.png photo_of_a_seven.jpg
-    python predict.py docs/examples/notmnist-l42_mlp.keras letter.png --dataset notmnist
+    python predict.py docs/examples/notmnist-l42_mlp.keras letter.png
 
 A model saved by main.py --save knows its dataset, and so the names of its classes (digits,
 letters or clothes); --dataset is for older files, which say nothing (digits are assumed).
@@ -90,10 +90,12 @@ def frame_digit(pixels):
     """The digit framed as MNIST's were: its box (the pixels at least INK of the brightest)
     scaled to fit DIGIT_BOX x DIGIT_BOX, keeping its aspect, then placed in the 28x28 frame
     with its centre of mass at the centre, as near as the frame allows. A grey background (paper
-    in a photo) becomes black first: outside the box the frame is black too."""
+    in a photo) becomes black first, and the brightest ink full white, as MNIST's strokes are:
+    outside the box the frame is black too."""
     pixels = np.clip(pixels - np.median(border(pixels)), 0, None)
     if pixels.max() == 0:  # a blank image: nothing to frame
         return resize(pixels)
+    pixels *= 255 / pixels.max()  # MNIST's strokes are full white: so is grey pencil or blue ink here
     rows, cols = np.nonzero(pixels >= INK * pixels.max())
     digit = resize(pixels[rows.min():rows.max() + 1, cols.min():cols.max() + 1], DIGIT_BOX)
     centre_row, centre_col = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()

@@ -5,7 +5,7 @@
 
 For a model trained by main.py --save, this writes next to this file:
   DATASET-l42_mlp.keras    the model without its optimizer state (a third of the size;
-                           predicting needs only the weights)
+                           predicting needs only the weights), which names its dataset
   DATASET-LABEL*.png       real test images, as they are and in disguise (see `variants`)
 
 Which test images: in test-set order, the first ones of EXAMPLES_PER_DATASET different
@@ -28,6 +28,7 @@ from PIL import Image
 
 import predict
 from data import load_dataset
+from train import save_model
 
 EXAMPLES_PER_DATASET = 2
 SCALE = 4  # 28x28 -> 112x112
@@ -61,9 +62,9 @@ def main():
 
     trained = keras.models.load_model(args.model)
     slim = keras.Model(trained.inputs, trained.outputs, name=trained.name)  # same layers, not compiled:
-    # saved without the optimizer's state (clone_model would keep it, compiled)
+    # saved without the optimizer's state (clone_model would keep it, compiled), with the dataset's name
     name = f"{args.dataset}-{trained.name}.keras"
-    slim.save(HERE / name)
+    save_model(slim, HERE / name, args.dataset)
     print(f"wrote {name} ({(HERE / name).stat().st_size:,} bytes)")
 
     dataset = load_dataset(args.dataset, data_dir=args.data_dir)
