@@ -168,6 +168,13 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     settings: a Training.
     log_dir: a folder for TensorBoard's event files (see fit), or None.
     """
+    network, training = train(model, dataset, settings, seed, hyperparameters, checkpoint_dir, verbose, log_dir)
+    return network, evaluate(network, dataset, training, name=model_name(model))
+
+
+def train(model, dataset, settings, seed=0, hyperparameters=None, checkpoint_dir=None, verbose=1, log_dir=None):
+    """Build and train one model, without reading the test split (train_and_evaluate's first
+    half): return it with fit's dict of how it went."""
     seed_everything(seed)
     network = build_model(model, dataset, settings.precision, hyperparameters)
     if verbose:
@@ -176,7 +183,7 @@ def train_and_evaluate(model, dataset, settings, seed=0, hyperparameters=None,
     training = fit(network, dataset, settings, seed, checkpoint_dir, verbose, log_dir)
     if settings.batch_norm_statistics == "recomputed":
         recompute_batch_norm(network, dataset.x_train[:RECOMPUTE_IMAGES])
-    return network, evaluate(network, dataset, training, name=model_name(model))
+    return network, training
 
 
 def build_model(model, dataset, precision="float32", hyperparameters=None):
