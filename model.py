@@ -129,16 +129,26 @@ def averaged(members, name="averaged"):
     return keras.Model(inputs=inp, outputs=out, name=name)
 
 
-def l42_mlp(input_shape, num_classes, hidden_size=128):
+def l42_mlp(input_shape, num_classes, hidden_size=128, activation="sigmoid", batch_norm=False, dropout=0.0,
+            l2=0.0):
     """The L42 starter pack's baseline (seed 001): 784-128-128-10, sigmoid, no regularisation.
 
-    The practical publishes no accuracy; it is the weak start you are asked to improve.
+    The practical publishes no accuracy; it is the weak start you are asked to improve. The
+    options are its hints, for a search (l42_mlp_space): another hidden activation, batch
+    norm before each hidden activation, dropout after it, an L2 penalty on every kernel.
     """
+    regularizer = regularizers.L2(l2) if l2 else None
     inp = keras.Input(shape=input_shape)
-    flat = layers.Flatten()(inp)
-    hidden_1 = layers.Dense(hidden_size, activation="sigmoid")(flat)
-    hidden_2 = layers.Dense(hidden_size, activation="sigmoid")(hidden_1)
-    out = layers.Dense(num_classes, activation="softmax")(hidden_2)
+    x = layers.Flatten()(inp)
+    for _ in range(2):
+        if batch_norm:
+            x = layers.Dense(hidden_size, use_bias=False, kernel_regularizer=regularizer)(x)  # batch norm adds the bias
+            x = layers.Activation(activation)(layers.BatchNormalization()(x))
+        else:
+            x = layers.Dense(hidden_size, activation=activation, kernel_regularizer=regularizer)(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    out = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer)(x)
     return keras.Model(inputs=inp, outputs=out, name="l42_mlp")
 
 
@@ -224,6 +234,32 @@ def fast_cnn(input_shape, num_classes, width=32, augment=True, batch_norm=True):
     return keras.Model(inputs=inp, outputs=out, name="fast_cnn")
 
 
+# Search spaces for `python -m experiments tune` (KerasTuner): per model, a function of a
+# keras_tuner.HyperParameters `hp` that declares what to search and returns the builder's options
+# and the train.Training settings of one point of the space. Anything not searched stays as in
+# TRAINING. Add one for your own model the same way.
+
+def l42_mlp_space(hp):
+    """The L42 practical's hints for its starter MLP (the starter pack's own settings among them)."""
+    options = dict(hidden_size=hp.Choice("hidden_size", [128, 256, 512]),
+                   activation=hp.Choice("activation", ["sigmoid", "relu", "elu", "tanh"]),
+                   batch_norm=hp.Boolean("batch_norm"),
+                   dropout=hp.Choice("dropout", [0.0, 0.2, 0.5]),
+                   l2=hp.Choice("l2", [0.0, 1e-5, 1e-4, 1e-3]))
+    training = dict(optimizer=hp.Choice("optimizer", ["sgd", "adam", "rmsprop"]),
+                    learning_rate=hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"))
+    return options, training
+
+
+def fast_cnn_space(hp):
+    """fast_cnn's width and the settings its recipe fixed by hand (see experiments/fastchoices.py)."""
+    options = dict(width=hp.Choice("width", [16, 32, 48]))
+    training = dict(learning_rate=hp.Float("learning_rate", 1e-3, 2e-2, sampling="log"),
+                    label_smoothing=hp.Choice("label_smoothing", [0.0, 0.05, 0.1, 0.2]),
+                    epochs=hp.Int("epochs", 2, 8))
+    return options, training
+
+
 MODELS = {
     "l42_mlp": l42_mlp,
     "spark_baseline": spark_baseline,
@@ -242,6 +278,8 @@ TRAINING = {
     "fast_cnn": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=6, one_cycle=True,
                      label_smoothing=0.1),
 }
+
+SEARCH_SPACES = {"l42_mlp": l42_mlp_space, "fast_cnn": fast_cnn_space}
 
 
 def get_model(model, input_shape, num_classes, **hyperparameters):

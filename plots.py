@@ -300,6 +300,25 @@ def plot_robustness(angles, accuracies, names, title, path):
     save_figure(figure, path)
 
 
+# --- A hyperparameter search (experiments/tune.py) ---------------------------------------
+
+def plot_search(path, trials, title):
+    """Each trial's validation accuracy, in the order the trials started, and the best so far.
+
+    trials: dicts with "val_accuracy" (None for a trial that failed)."""
+    scores = np.array([np.nan if trial["val_accuracy"] is None else trial["val_accuracy"] for trial in trials])
+    numbers = np.arange(1, len(scores) + 1)
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(numbers, scores, "o", color="C0", label="trial")
+    ax.step(numbers, np.fmax.accumulate(scores), where="post", color="C1", label="best so far")
+    ax.set(xlabel="trial (in the order started)", ylabel="validation accuracy", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    save_figure(figure, path)
+
+
 # --- Helpers ---------------------------------------------------------------------------
 
 def draw_image(ax, image, caption=None, colour="black", value_range=(0, 1)):

@@ -5,6 +5,7 @@
     python -m experiments spark --quick         # a few hundred images, one epoch: a smoke test
     python -m experiments spark                 # again after a stop: carries on after the last finished step
     python -m experiments speed --help          # the speed benchmark (experiments/speed.py)
+    python -m experiments tune --help           # hyperparameter search with KerasTuner (experiments/tune.py)
 """
 import argparse
 import importlib
@@ -24,7 +25,7 @@ from main import positive_int, unwritable  # noqa: E402
 from train import SettingError, TrainingError, describe_device, tensorboard_missing  # noqa: E402
 
 # Every module here but these is an experiment (a list of steps).
-NOT_EXPERIMENTS = ("runner", "speed", "__main__")
+NOT_EXPERIMENTS = ("runner", "speed", "tune", "__main__")
 EXPERIMENTS = sorted(module.name for module in pkgutil.iter_modules([str(Path(__file__).parent)])
                      if module.name not in NOT_EXPERIMENTS)
 
@@ -34,6 +35,9 @@ def main(argv=None):
     if argv[:1] == ["speed"]:
         from experiments import speed
         return speed.main(argv[1:])
+    if argv[:1] == ["tune"]:
+        from experiments import tune
+        return tune.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=EXPERIMENTS, help="an experiment, or `speed` for the speed benchmark")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per step (default: 3)")
