@@ -72,8 +72,10 @@ class Search(keras_tuner.Tuner):
         start = time.perf_counter()
         network, training = train(self.model_name, self.dataset, settings, SEED, builder_options, verbose=0)
         val = network.evaluate(self.dataset.x_val, self.dataset.y_val, verbose=0, return_dict=True)
-        return {"val_accuracy": val["accuracy"], "epochs": training["epochs_run"],
-                "seconds": time.perf_counter() - start}
+        seconds = time.perf_counter() - start
+        print(f"trial {trial.trial_id} ({self.tuner_id}): validation {val['accuracy']:.2%}, "
+              f"{training['epochs_run']} epochs, {seconds:.0f} s", flush=True)
+        return {"val_accuracy": val["accuracy"], "epochs": training["epochs_run"], "seconds": seconds}
 
 
 def configuration(model, hp):
