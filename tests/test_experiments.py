@@ -21,9 +21,20 @@ from model import MODELS, RandomAffine, RandomShift, get_model
 # The --quick runs, cut into groups of consecutive steps that train in a few seconds each (an
 # ensemble alone), so that the tests spread over the cores: the index of each group's first step.
 # l42's last step, the choice among the rungs above it, is tested on its own (below).
-QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "fastchoices": [0, 2], "geron": [0, 10, 20],
+QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "fastchoices": [0], "geron": [0, 10, 20],
                 "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12], "ntu": [0, 13, 25], "spark": [0, 4, 6, 7, 8]}
-TESTED_APART = {("l42", "best by validation, on the hidden test set")}
+# Steps that are another step with other training settings or data options only: the quick run of
+# that step covers their code, and test_variants_differ_only_as_they_say checks the difference.
+VARIANTS = {
+    ("fastchoices", "8 epochs, peak learning rate 0.005 (the trial run)"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
+    ("fastchoices", "6 epochs, peak learning rate 0.0025"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
+    ("fastchoices", "6 epochs, peak learning rate 0.01"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
+    ("geron", "SELU, 100 layers, each pixel standardised (as the seed)"): "SELU, 100 layers, LeCun init, standardised inputs",
+    ("geron", "l2 (0.01), each pixel standardised (as the seed)"): "l2 (0.01)",
+    ("geron", "dropout (0.2), each pixel standardised (as the seed)"): "dropout (0.2)",
+    ("geron", "max-norm (1.0), each pixel standardised (as the seed)"): "max-norm (1.0)",
+}
+TESTED_APART = {("l42", "best by validation, on the hidden test set"), *VARIANTS}
 
 
 def quick_groups():
@@ -41,6 +52,22 @@ def test_the_quick_groups_hold_every_step_once():
     tested = [(param.values[0], step) for param in quick_groups() for step in param.values[1]]
     every = [(name, step.name) for name in EXPERIMENTS for step in importlib.import_module(f"experiments.{name}").STEPS]
     assert sorted(tested + list(TESTED_APART)) == sorted(every)
+
+
+@pytest.mark.parametrize("name, variant", sorted(VARIANTS))
+def test_variants_differ_only_as_they_say(name, variant):
+    steps = {step.name: step for step in importlib.import_module(f"experiments.{name}").STEPS}
+    one, base = steps[variant], steps[VARIANTS[name, variant]]
+    assert (one.model, one.hyperparameters, one.run, one.dataset) == (base.model, base.hyperparameters, base.run,
+                                                                      base.dataset)
+    if "each pixel" in variant:
+        assert one.data == {**base.data, "standardize": "pixel"} and one.training == base.training
+    else:
+        assert one.data == base.data
+        changed = {key for key in {**one.training, **base.training}
+                   if one.training.get(key) != base.training.get(key)}
+        assert changed in ({"epochs"}, {"learning_rate"})
+        assert runner.settings_for(one) != runner.settings_for(base)
 
 
 @needs_data
