@@ -340,7 +340,7 @@ def markdown(result):
              f"| hand-set (model.TRAINING) | {default['val_accuracy']:.2%} | {default['test_accuracy']:.2%} | "
              f"{default['params']:,} | {default['epochs_run']} | {default['train_seconds']:.0f} |", "",
              "Best: " + ", ".join(f"{key} {shown(value)}" for key, value in result["best_hyperparameters"].items()), "",
-             "| trial | status | validation | epochs | seconds | " + " | ".join(names) + " |",
+             "| trial | status | validation | epochs run | seconds | " + " | ".join(names) + " |",
              "| --- " * (5 + len(names)) + "|"]
     for row in result["trials"]:
         accuracy = "-" if row["val_accuracy"] is None else f"{row['val_accuracy']:.2%}"
