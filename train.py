@@ -341,15 +341,17 @@ def has_weight_penalty(network):
     return bool(network.losses)
 
 
-def checkpoint_folder(root, model, dataset, settings, hyperparameters=None, seed=0):
+def checkpoint_folder(root, model, dataset, settings, hyperparameters=None, seed=0, devices=1):
     """The folder of one run's checkpoint, under `root`: the same run finds its own again.
 
     Its name holds a hash of everything that changes what the run computes: the model, its
-    hyperparameters, the settings, the seed, the data itself, and the source of the modules
+    hyperparameters, the settings, the seed, the data itself, the number of `devices` it
+    trains on in parallel where more than one (see distributed), and the source of the modules
     that build and train it (SOURCES, and the model's own module). Change any of them and the
     run starts afresh instead of resuming a checkpoint made by other code or other data.
     """
-    digest = hashlib.sha256(json.dumps(describe([model, hyperparameters, settings, seed]), sort_keys=True).encode())
+    key = [model, hyperparameters, settings, seed] + ([devices] if devices > 1 else [])
+    digest = hashlib.sha256(json.dumps(describe(key), sort_keys=True).encode())
     digest.update(dataset.fingerprint().encode())
     sources = set(SOURCES) if isinstance(model, str) else {*SOURCES, Path(inspect.getsourcefile(model))}
     for source in sorted(sources):
