@@ -3,6 +3,7 @@
     python main.py                                      # the starter pack's MLP against Spark's CNN, MNIST
     python main.py --model spark_baseline --epochs 12
     python main.py --dataset notmnist --model l42_mlp --optimizer adam
+    python main.py --model fast_cnn --distribute        # on all the GPUs, data parallel (JAX or TensorFlow)
     python main.py --help
 
 Each model trains on the training split, watches the validation split (for early
@@ -29,8 +30,9 @@ import keras  # noqa: E402
 from data import CLASS_NAMES, DataError, load_dataset  # noqa: E402
 from model import MODELS, options  # noqa: E402
 from train import (BATCH_NORM_STATISTICS, OPTIMIZERS, PRECISIONS, CheckpointError, SettingError, TrainingError,  # noqa: E402
-                   checkpoint_folder, clear_checkpoint, describe_device, hold_checkpoint, save_model, scaled_learning_rate,
-                   tensorboard_missing, train_and_evaluate, training_for, write_json)
+                   checkpoint_folder, clear_checkpoint, data_parallel_devices, describe_device, distributed,
+                   hold_checkpoint, save_model, scaled_learning_rate, tensorboard_missing, train_and_evaluate,
+                   training_for, uneven_batches, write_json)
 
 DEFAULT_DATASET = "mnist"
 DEFAULT_MODELS = ["l42_mlp", "spark_baseline"]
@@ -104,6 +106,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps-per-execution", type=positive_int, metavar="N",
                         help="training steps per call into the compiled step; callbacks run once per call "
                         "(default: 1 on a CPU, 16 on a GPU; PyTorch: 1 only)")
+    parser.add_argument("--distribute", action="store_true",
+                        help="train each model on all the devices Keras sees (its GPUs, else its CPU): each "
+                        "step's batch, --batch-size images in all, is split evenly over them (JAX: DataParallel; "
+                        "TensorFlow: MirroredStrategy; not PyTorch)")
     parser.add_argument("--batch-norm-statistics", choices=BATCH_NORM_STATISTICS,
                         help="what batch norm normalises with once trained: its statistics recomputed on "
                         "training images, or Keras's moving averages, as the tutorials had them (default: recomputed)")
@@ -141,6 +147,9 @@ def parse_args(argv=None):
         parser.error("argument --scale-learning-rate: needs --batch-size")
     if (args.steps_per_execution or 1) > 1 and keras.backend.backend() == "torch":
         parser.error("argument --steps-per-execution: Keras's PyTorch backend runs 1 step per call only")
+    if args.distribute and keras.backend.backend() == "torch":
+        parser.error("argument --distribute: Keras's PyTorch backend does not train on several devices here: "
+                     "use JAX or TensorFlow (KERAS_BACKEND)")
     for flag, path, folder in [("--results", args.results, False), ("--save", args.save, True),
                                ("--plots", args.plots, True), ("--checkpoints", args.checkpoints, True),
                                ("--tensorboard", args.tensorboard, True)]:
@@ -198,11 +207,17 @@ def main(argv=None):
             settings[name] = settings_for(name, args)
         except SettingError as error:
             sys.exit(f"error: {name}: {error}")
-    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, on {describe_device()}")
+    devices = len(data_parallel_devices()) if args.distribute else 1
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, on {describe_device()}"
+          + (f", data parallel over {devices} device{'s' * (devices > 1)}" if args.distribute else ""))
     try:
         dataset = load_dataset(args.dataset, args.data_dir, seed=args.seed, limit=args.limit)
     except DataError as error:
         sys.exit(f"error: {error}")
+    for name in args.model:  # every model's, before the first trains
+        problem = uneven_batches(dataset, settings[name].batch_size, devices)
+        if problem:
+            sys.exit(f"error: {name}: --distribute: {problem}; choose another --batch-size or --limit")
     print(f"{args.dataset}: {len(dataset.x_train)} training, {len(dataset.x_val)} validation, "
           f"{len(dataset.x_test)} test images, from {dataset.source}")
 
@@ -213,7 +228,7 @@ def main(argv=None):
         for name in args.model:
             print(f"\n=== {name}: {settings[name]}")
             checkpoints = checkpoint_folder(args.checkpoints, name, dataset, settings[name], hyperparameters,
-                                            args.seed)
+                                            args.seed, devices)
             try:
                 held.enter_context(hold_checkpoint(checkpoints))  # before --fresh: another run's state is not ours
                 folders.append(checkpoints)
@@ -221,9 +236,10 @@ def main(argv=None):
                     clear_checkpoint(checkpoints)
                 log_dir = args.tensorboard and os.path.join(args.tensorboard, f"{args.dataset}-{name}",
                                                             f"seed{args.seed}")
-                model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
-                                                   checkpoints, verbose=1 if sys.stdout.isatty() else 2,
-                                                   log_dir=log_dir)
+                with distributed(args.distribute):
+                    model, result = train_and_evaluate(name, dataset, settings[name], args.seed, hyperparameters,
+                                                       checkpoints, verbose=1 if sys.stdout.isatty() else 2,
+                                                       log_dir=log_dir)
             except KeyboardInterrupt:
                 print(f"\nInterrupted. Every completed epoch of {name} is saved in {checkpoints}: "
                       f"run the same command again to carry on from there.", file=sys.stderr)

@@ -60,6 +60,8 @@ PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # averages Keras keeps while training (momentum 0.99), as the tutorials had them.
 BATCH_NORM_STATISTICS = ["recomputed", "moving"]
 RECOMPUTE_IMAGES = 2_000  # training images the statistics are recomputed on: plenty for a mean per channel
+# Images per step when a split is scored (Keras's default, named for uneven_batches).
+EVALUATION_BATCH = 32
 LOCK_FILE = "lock"  # in a checkpoint folder: see hold_checkpoint
 DATASET_MEMBER = "improve_your_network.json"  # in a saved .keras file: the dataset it was trained on
 # The project's modules that build and train a model: editing one starts a checkpointed run afresh.
@@ -234,7 +236,7 @@ def fit(network, dataset, settings, seed=0, checkpoint_dir=None, verbose=0, log_
     start = time.perf_counter()
     network.fit(batches.for_fit(), shuffle=False,  # `batches` shuffles itself, reproducibly
                 epochs=settings.epochs, initial_epoch=first_epoch,
-                validation_data=(dataset.x_val, dataset.y_val), verbose=verbose,
+                validation_data=(dataset.x_val, dataset.y_val), validation_batch_size=EVALUATION_BATCH, verbose=verbose,
                 callbacks=[batches.reshuffle, StopOnNaN(), *[make() for make in settings.callbacks],
                            *filter(None, [early_stopping, log_dir and tensorboard(log_dir)]), checkpoint])
     train_seconds = time.perf_counter() - start + checkpoint.seconds_before
@@ -322,8 +324,8 @@ def evaluate(network, dataset, training=None, name=None):
     """The results of a trained `network`: its name (default: the Keras model's) and size, how it
     trained (fit's dict, if any), and its accuracy and loss on the validation and test splits.
     The test split is read here only."""
-    val = network.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)
-    test = network.evaluate(dataset.x_test, dataset.y_test, verbose=0, return_dict=True)
+    val = network.evaluate(dataset.x_val, dataset.y_val, batch_size=EVALUATION_BATCH, verbose=0, return_dict=True)
+    test = network.evaluate(dataset.x_test, dataset.y_test, batch_size=EVALUATION_BATCH, verbose=0, return_dict=True)
     return {"name": name or network.name, "params": network.count_params(), **(training or {}),
             "val_accuracy": val["accuracy"], "val_loss": val["loss"],
             "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
@@ -339,15 +341,17 @@ def has_weight_penalty(network):
     return bool(network.losses)
 
 
-def checkpoint_folder(root, model, dataset, settings, hyperparameters=None, seed=0):
+def checkpoint_folder(root, model, dataset, settings, hyperparameters=None, seed=0, devices=1):
     """The folder of one run's checkpoint, under `root`: the same run finds its own again.
 
     Its name holds a hash of everything that changes what the run computes: the model, its
-    hyperparameters, the settings, the seed, the data itself, and the source of the modules
+    hyperparameters, the settings, the seed, the data itself, the number of `devices` it
+    trains on in parallel where more than one (see distributed), and the source of the modules
     that build and train it (SOURCES, and the model's own module). Change any of them and the
     run starts afresh instead of resuming a checkpoint made by other code or other data.
     """
-    digest = hashlib.sha256(json.dumps(describe([model, hyperparameters, settings, seed]), sort_keys=True).encode())
+    key = [model, hyperparameters, settings, seed] + ([devices] if devices > 1 else [])
+    digest = hashlib.sha256(json.dumps(describe(key), sort_keys=True).encode())
     digest.update(dataset.fingerprint().encode())
     sources = set(SOURCES) if isinstance(model, str) else {*SOURCES, Path(inspect.getsourcefile(model))}
     for source in sorted(sources):
@@ -475,6 +479,73 @@ def make_optimizer(settings, steps):
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate / 10, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
     return OPTIMIZERS[settings.optimizer](learning_rate=learning_rate, **settings.optimizer_options)
+
+
+def data_parallel_devices():
+    """The devices that distributed() trains on: every GPU (or TPU) Keras sees, else every CPU device."""
+    return keras.distribution.list_devices()
+
+
+@contextlib.contextmanager
+def distributed(enabled=True):
+    """While the block runs, the models built, compiled, trained and scored in it run on all
+    data_parallel_devices() (data parallel): each step's batch, Training.batch_size images, is
+    split evenly over the devices, each computes the gradients of its share, and their mean
+    updates one set of weights, kept the same on every device. Without `enabled`, the block runs
+    as it is. Check the batches first with uneven_batches.
+
+    JAX: a keras.distribution.DataParallel is in force for the block, and the step is one
+    computation over the whole batch, laid out over the devices: with the same batches it
+    computes what one device does, batch norm and random draws included, up to rounding (which
+    Adam can amplify: fast_cnn's weights came out up to 19% apart after 6 steps, 4e-6 with SGD).
+    TensorFlow: the block runs in a tf.distribute.MirroredStrategy's scope, which runs the
+    step on each device's share of the batch: batch-norm layers normalise with their share's
+    statistics while training (recompute_batch_norm sets the final ones from whole batches),
+    and every device draws the same dropout masks and random shifts for its share, as its
+    random generators start from the same state. PyTorch: not supported (SettingError).
+    """
+    if not enabled:
+        yield
+        return
+    backend = keras.backend.backend()
+    if backend == "jax":
+        with keras.distribution.DataParallel(devices=data_parallel_devices()).scope():
+            yield
+    elif backend == "tensorflow":
+        with mirrored_strategy(tuple(data_parallel_devices())).scope():
+            yield
+    else:
+        raise SettingError(f"Keras's {backend} backend does not train on several devices here: use JAX or TensorFlow")
+
+
+@functools.cache
+def mirrored_strategy(devices):
+    """One MirroredStrategy over `devices` for the whole process. Each strategy numbers its
+    all-reduce operations from the same start: a second one made after another had trained a
+    model stopped with "Shape mismatch in the collective instance 100", the new model's
+    gradients taken for the last one's."""
+    import tensorflow as tf
+    return tf.distribute.MirroredStrategy([f"/{device}" for device in devices])
+
+
+def uneven_batches(dataset, batch_size, devices):
+    """Why the batches of `dataset` do not split evenly over `devices` devices, or None if they do:
+    the training split's, of `batch_size` images, and the validation and test splits', of
+    EVALUATION_BATCH, each split's last and smaller batch included.
+
+    JAX's DataParallel cannot split a batch unevenly (jax raises an IndivisibleError);
+    TensorFlow's MirroredStrategy does, but then weighs the images of the smaller shares more:
+    a last batch of 1 image on 2 devices takes half the step one device would.
+    """
+    for split, images, batch in [("training", len(dataset.x_train), batch_size),
+                                 ("validation", len(dataset.x_val), EVALUATION_BATCH),
+                                 ("test", len(dataset.x_test), EVALUATION_BATCH)]:
+        if images >= batch and batch % devices:
+            return f"a batch of {batch} {split} images does not split evenly over {devices} devices"
+        if images % batch % devices:
+            return (f"the {images} {split} images, in batches of {batch}, leave a last batch of {images % batch}, "
+                    f"which does not split evenly over {devices} devices")
+    return None
 
 
 def seed_everything(seed):
