@@ -227,10 +227,10 @@ def test_disguised_test_digits_are_read_back_as_the_model_reads_the_originals(ch
     model does on the originals (the README has the figure for 1,000 digits)."""
     dataset = load_dataset("mnist", SHARED_DATA)
     net = keras.models.load_model(EXAMPLES / "mnist-l42_mlp.keras")
-    result = check_predict.check(net, dataset, 60, tmp_path)
-    assert len(list(tmp_path.glob("*.png"))) == 60
-    assert result["changed_answers"] <= 2
-    assert result["predict_py_accuracy"] >= result["same_digits_accuracy"] - 2 / 60
+    result = check_predict.check(net, dataset, 40, tmp_path)
+    assert len(list(tmp_path.glob("*.png"))) == 40
+    assert result["changed_answers"] <= 1
+    assert result["predict_py_accuracy"] >= result["same_digits_accuracy"] - 1 / 40
     first = np.asarray(Image.open(sorted(tmp_path.glob("*.png"))[0]))
     assert first.ndim == 3 and first.shape[2] == 3 and first.shape[0] > 28  # in colour, enlarged
     assert np.median(first) > 200  # light paper: dark ink on it, inverted from the original
