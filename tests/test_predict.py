@@ -9,7 +9,7 @@ from PIL import Image
 
 import predict
 from conftest import ROOT, SHARED_DATA, needs_data
-from data import CLASS_NAMES, load_dataset
+from data import load_dataset
 from train import saved_dataset
 
 EXAMPLES = ROOT / "docs" / "examples"
