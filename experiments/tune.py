@@ -92,7 +92,7 @@ def space_problem(model):
         return f"{model} has no search space (model.SEARCH_SPACES has {', '.join(SEARCH_SPACES)})"
     hp = keras_tuner.HyperParameters()
     try:
-        builder_options, settings = configuration(model, hp)
+        builder_options, _ = configuration(model, hp)  # the settings are checked as they are made
     except (SettingError, ValueError, TypeError) as error:
         return f"the search space of {model} is invalid: {error}"
     if not hp.space:
@@ -149,7 +149,7 @@ def make_search(args, dataset, overwrite=False):
         oracle = SEARCHES["hyperband"](max_epochs=training_for(args.model).epochs, **common)
     else:
         oracle = SEARCHES[args.search](max_trials=args.trials, **common)
-    oracle.verbose = 0  # a line per trial is printed here instead
+    oracle.verbose = 0  # Search.run_trial prints a line per trial instead
     return Search(oracle, args.model, dataset, directory=str(args.dir), project_name=project(args),
                   overwrite=overwrite)
 

@@ -31,6 +31,14 @@ def test_every_search_space_sets_options_and_settings_its_model_has(name):
     assert settings.epochs >= 1  # a train.Training: any bad value would have raised
 
 
+@pytest.mark.parametrize("search", sorted(tune.SEARCHES))
+def test_every_search_can_be_made(search, tmp_path):
+    """Each oracle starts (Bayesian optimisation needs scikit-learn, which requirements.txt installs)."""
+    args = tune.parse_args(["--search", search, "--dir", str(tmp_path / "dir"), "--out", str(tmp_path)])
+    made = tune.make_search(args, dataset=None)
+    assert isinstance(made.oracle, tune.SEARCHES[search]) and made.oracle.hyperparameters.space
+
+
 @pytest.mark.parametrize("flags, complaint", [
     (["--workers", "0"], "argument --workers: must be a positive integer, got 0"),
     (["--model", "spark_baseline"], "argument --model: spark_baseline has no search space"),
