@@ -9,8 +9,8 @@ from PIL import Image
 
 import predict
 from conftest import ROOT, SHARED_DATA, needs_data
-from data import load_dataset
-from train import saved_dataset
+from data import CLASS_NAMES, load_dataset
+from train import save_model, saved_dataset
 
 EXAMPLES = ROOT / "docs" / "examples"
 DATASETS = ["mnist", "notmnist"]
@@ -154,6 +154,17 @@ def test_a_saved_model_names_its_own_classes(capsys):
     predict.main([str(LETTERS_MODEL), str(EXAMPLES / "notmnist-B-inverted.png")])
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{EXAMPLES / 'notmnist-B-inverted.png'}: B ") and captured.err == ""
+
+
+def test_a_model_of_each_dataset_names_that_datasets_classes_without_a_flag(tmp_path, capsys):
+    net = keras.models.load_model(EXAMPLES / "mnist-l42_mlp.keras")
+    for dataset, names in CLASS_NAMES.items():  # the same weights, recorded as trained on each dataset
+        save_model(net, tmp_path / f"{dataset}.keras", dataset)
+        predict.main([str(tmp_path / f"{dataset}.keras"), str(EXAMPLES / "mnist-7.png")])
+        captured = capsys.readouterr()
+        answers = captured.out.split(": ", 1)[1].split(", ")
+        assert len(answers) == 3 and all(answer.rsplit(" ", 1)[0] in names for answer in answers), captured.out
+        assert captured.err == ""
 
 
 def test_a_dataset_flag_that_contradicts_the_model_is_refused():
