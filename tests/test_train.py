@@ -97,23 +97,30 @@ def uninterrupted(tmp_path_factory):
     return folder, hashes, comparable(folder / "results.json")
 
 
-@pytest.mark.parametrize("kill", [
-    ("batch", 3),  # before the first epoch ends
-    ("batch", BATCHES_PER_EPOCH + 4),  # in the middle of the second epoch
-    ("weights", 2),  # while writing the second epoch's checkpoint
-    ("latest", 3),  # after the third epoch's weights, before the checkpoint points to them
-])
-def test_killed_run_resumes_to_the_same_result(uninterrupted, tmp_path, kill):
+# Each case kills a run twice, the second run carrying on from what the first saved, then lets a
+# third finish: (where, n, the epochs saved once killed there), n counting from each run's start.
+@pytest.mark.parametrize("kills", [
+    # before the first epoch ends (nothing saved yet), then in the middle of the second epoch
+    [("batch", 3, 0), ("batch", BATCHES_PER_EPOCH + 4, 1)],
+    # while writing the second epoch's checkpoint; then, resumed after the first, after the third
+    # epoch's weights but before the checkpoint points to them
+    [("weights", 2, 1), ("latest", 2, 2)],
+], ids=["in-batches", "in-writes"])
+def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path, kills):
     data_dir, hashes, expected = uninterrupted
     args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
             "--results", str(tmp_path / "results.json")]
-    killed = run_main(args, hashes, kill)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert not (tmp_path / "results.json").exists()
+    saved = 0
+    for kill in kills:
+        killed = run_main(args, hashes, kill[:2])
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert ("Resuming after epoch" in killed.stdout) == (saved > 0)
+        assert saved == 0 or f"Resuming after epoch {saved} " in killed.stdout
+        assert not (tmp_path / "results.json").exists()
+        saved = kill[2]
     resumed = run_main(args, hashes)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    epochs_done = {("batch", 3): 0, ("batch", 10): 1, ("weights", 2): 1, ("latest", 3): 2}[kill]
-    assert (f"Resuming after epoch {epochs_done}" in resumed.stdout) == (epochs_done > 0)
+    assert f"Resuming after epoch {saved} " in resumed.stdout
     assert comparable(tmp_path / "results.json") == expected  # identical, to the last bit
     assert list((tmp_path / "ck").iterdir()) == []  # finished: nothing left to resume
 

@@ -124,7 +124,7 @@ def worker_processes(parent):
 def test_a_distributed_search_survives_a_worker_killed_mid_trial(tmp_path):
     search = tmp_path / "dir" / "mnist-l42_mlp-random-limit300"
     chief = subprocess.Popen(
-        [sys.executable, "-m", "experiments", "tune", "--dataset", "mnist", "--limit", "300", "--trials", "3",
+        [sys.executable, "-m", "experiments", "tune", "--dataset", "mnist", "--limit", "300", "--trials", "2",
          "--workers", "2", "--port", str(free_port()), "--data-dir", str(SHARED_DATA), "--dir", str(tmp_path / "dir"),
          "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed, deadline = None, time.time() + 60
@@ -145,7 +145,7 @@ def test_a_distributed_search_survives_a_worker_killed_mid_trial(tmp_path):
     assert killed and f"{killed} stopped (exit status -9): started again" in out
     report = json.loads((tmp_path / "tune-mnist-l42_mlp.json").read_text())
     assert report["workers"] == 2
-    assert [row["trial"] for row in report["trials"]] == ["0", "1", "2"]  # every trial, once
+    assert [row["trial"] for row in report["trials"]] == ["0", "1"]  # every trial, once
     assert all(row["status"] == "COMPLETED" for row in report["trials"])
     scores = {row["trial"]: row["val_accuracy"] for row in report["trials"]}
     assert scores[report["best_trial"]] == max(scores.values())
