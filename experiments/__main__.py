@@ -2,7 +2,7 @@
 
     python -m experiments spark                 # every step, 3 seeds, results/spark.md
     python -m experiments spark --seeds 1 --steps "baseline CNN" "+ L2"
-    python -m experiments spark --quick         # a few hundred images, one epoch: a smoke test
+    python -m experiments spark --quick         # 200 images, one epoch: a smoke test
     python -m experiments spark                 # again after a stop: carries on after the last finished step
     python -m experiments speed --help          # the speed benchmark (experiments/speed.py)
     python -m experiments tune --help           # hyperparameter search with KerasTuner (experiments/tune.py)
@@ -41,7 +41,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=EXPERIMENTS, help="an experiment, or `speed` for the speed benchmark")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per step (default: 3)")
-    parser.add_argument("--quick", action="store_true", help="a few hundred images and one epoch per step")
+    parser.add_argument("--quick", action="store_true", help="200 images of each split and one epoch per step")
     parser.add_argument("--steps", nargs="+", metavar="STEP", help="run only these steps (by name)")
     parser.add_argument("--data-dir", help="folder with the dataset files (default: $DATA_DIR, ...)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for NAME.json and NAME.md "

@@ -19,7 +19,7 @@ from train import (Training, TrainingError, compile_model, evaluate, train_and_e
                    write_text)
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
-QUICK_LIMIT = 500  # --quick: images of each split kept, for the tests
+QUICK_LIMIT = 200  # --quick: images of each split kept, for the tests
 QUICK_EPOCHS = 1
 # Keras's moving batch-norm averages, where this project recomputes the statistics once training
 # ends (train.recompute_batch_norm): for the steps that reproduce a tutorial, as the tutorials had

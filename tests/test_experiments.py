@@ -82,7 +82,7 @@ def test_variants_differ_only_as_they_say(name, variant):
 @needs_data
 @pytest.mark.parametrize("name, steps", quick_groups())
 def test_quick_run_reports_every_step(name, steps, tmp_path, capsys, monkeypatch):
-    # --quick's 500 images hold fewer than 200 sandals and shirts: every draw of task B is all of them
+    # --quick's 200 images hold fewer than 200 sandals and shirts: every draw of task B is all of them
     monkeypatch.setattr(geron, "TASK_B_DRAWS", 2)
     main([name, "--quick", "--seeds", "1", "--steps", *steps, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
     report = json.loads((tmp_path / f"{name}-quick.json").read_text())
