@@ -131,3 +131,14 @@ def no_data_dir_from_environment(monkeypatch):
 def pytest_configure(config):
     # Keras's TensorFlow backend trips a NumPy 2 deprecation inside Keras itself; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+# The longest tests (each starts processes or trains several models), run first: started last,
+# one of them would keep one core busy while the other, done with the short tests, waits.
+LONGEST_FIRST = ("test_a_distributed_search_survives", "test_killed_runs_resume", "test_ctrl_c",
+                 "test_plots_for_each_step", "test_the_speed_benchmark_times_", "test_end_to_end_on_real_data",
+                 "test_tensorflow_mirrored_strategy", "test_jax_data_parallel", "test_batch_norm_models_score")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.name.startswith(LONGEST_FIRST))  # a stable sort: otherwise in order
