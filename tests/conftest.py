@@ -135,7 +135,7 @@ def pytest_configure(config):
 
 # The longest tests (each starts processes or trains several models), run first: started last,
 # one of them would keep one core busy while the other, done with the short tests, waits.
-LONGEST_FIRST = ("test_a_distributed_search_survives", "test_killed_runs_resume", "test_ctrl_c",
+LONGEST_FIRST = ("test_a_distributed_search_survives", "test_killed_runs_resume",
                  "test_plots_for_each_step", "test_the_speed_benchmark_times_", "test_end_to_end_on_real_data",
                  "test_tensorflow_mirrored_strategy", "test_jax_data_parallel", "test_batch_norm_models_score")
 

@@ -135,16 +135,16 @@ def test_models_have_the_published_parameter_counts(name):
 @needs_data
 def test_plots_for_each_step(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "ROBUSTNESS_IMAGES", 50)  # rotated 19 ways: the slow part of the pictures
-    main(["spark", "--quick", "--seeds", "1", "--steps", "baseline CNN", "+ shifts (10%)",
+    main(["spark", "--quick", "--seeds", "1", "--steps", "+ shifts (10%)",
           "--out", str(tmp_path), "--plots", str(tmp_path / "plots"), "--data-dir", str(SHARED_DATA),
           "--tensorboard", str(tmp_path / "logs")])
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["baseline_CNN", "shifts_10"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["shifts_10"]
     assert (tmp_path / "plots" / "shifts_10" / "mnist-spark_finetuned-augmentation.png").exists()
-    assert (tmp_path / "plots" / "baseline_CNN" / "mnist-learning_curves.png").exists()
+    assert (tmp_path / "plots" / "shifts_10" / "mnist-learning_curves.png").exists()
     # TensorBoard: a folder per step and seed, whose last epoch is the report's (no early stopping here)
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["baseline_CNN", "shifts_10"]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["shifts_10"]
     report = {row["step"]: row["runs"][0] for row in json.loads((tmp_path / "spark-quick.json").read_text())["steps"]}
-    for step, folder in [("baseline CNN", "baseline_CNN"), ("+ shifts (10%)", "shifts_10")]:
+    for step, folder in [("+ shifts (10%)", "shifts_10")]:
         logged = tensorboard_scalars(tmp_path / "logs" / folder / "seed0" / "train")
         assert len(logged["epoch_accuracy"]) == report[step]["epochs_run"] == 1
         assert logged["epoch_accuracy"][-1] == pytest.approx(report[step]["train_accuracy"], rel=1e-6)

@@ -97,15 +97,15 @@ def uninterrupted(tmp_path_factory):
     return folder, hashes, comparable(folder / "results.json")
 
 
-# Each case kills a run twice, the second run carrying on from what the first saved, then lets a
-# third finish: (where, n, the epochs saved once killed there), n counting from each run's start.
+# Each case stops a run twice, the second run carrying on from what the first saved, then lets a
+# third finish: (where, n, the epochs saved once stopped there), n counting from each run's start.
 @pytest.mark.parametrize("kills", [
-    # before the first epoch ends (nothing saved yet), then in the middle of the second epoch
-    [("batch", 3, 0), ("batch", BATCHES_PER_EPOCH + 4, 1)],
+    # killed before the first epoch ends (nothing saved yet); then Ctrl-C in the middle of epoch 3
+    [("batch", 3, 0), ("interrupt", 2 * BATCHES_PER_EPOCH + 4, 2)],
     # while writing the second epoch's checkpoint; then, resumed after the first, after the third
     # epoch's weights but before the checkpoint points to them
     [("weights", 2, 1), ("latest", 2, 2)],
-], ids=["in-batches", "in-writes"])
+], ids=["in-batches-and-ctrl-c", "in-writes"])
 def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path, kills):
     data_dir, hashes, expected = uninterrupted
     args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
@@ -113,7 +113,11 @@ def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path, kills):
     saved = 0
     for kill in kills:
         killed = run_main(args, hashes, kill[:2])
-        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        if kill[0] == "interrupt":  # Ctrl-C: the run says how to carry on, with the usual status
+            assert killed.returncode == 130, killed.stderr[-3000:]
+            assert "Interrupted" in killed.stderr and "run the same command again" in killed.stderr
+        else:
+            assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
         assert ("Resuming after epoch" in killed.stdout) == (saved > 0)
         assert saved == 0 or f"Resuming after epoch {saved} " in killed.stdout
         assert not (tmp_path / "results.json").exists()
@@ -123,18 +127,6 @@ def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path, kills):
     assert f"Resuming after epoch {saved} " in resumed.stdout
     assert comparable(tmp_path / "results.json") == expected  # identical, to the last bit
     assert list((tmp_path / "ck").iterdir()) == []  # finished: nothing left to resume
-
-
-def test_ctrl_c_saves_and_says_how_to_resume(uninterrupted, tmp_path):
-    data_dir, hashes, expected = uninterrupted
-    args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
-            "--results", str(tmp_path / "results.json")]
-    interrupted = run_main(args, hashes, ("interrupt", 2 * BATCHES_PER_EPOCH + 4))  # mid-epoch 3: 1 and 2 are saved
-    assert interrupted.returncode == 130
-    assert "Interrupted" in interrupted.stderr and "run the same command again" in interrupted.stderr
-    resumed = run_main(args, hashes)
-    assert "Resuming after epoch 2" in resumed.stdout
-    assert comparable(tmp_path / "results.json") == expected
 
 
 @pytest.fixture(scope="module")
