@@ -156,8 +156,9 @@ def parse_args(argv=None):
         problem = path and unwritable(path, folder)
         if problem:
             parser.error(f"argument {flag}: {problem}")
-    if args.tensorboard and tensorboard_missing():
-        parser.error(f"argument --tensorboard: {tensorboard_missing()}")
+    missing = args.tensorboard and tensorboard_missing()
+    if missing:
+        parser.error(f"argument --tensorboard: {missing}")
     for flag, option in OPTION_FLAGS.items():
         without = [name for name in args.model if option not in options(name)]
         if getattr(args, option) is not None and without:

@@ -33,6 +33,7 @@ import argparse
 import os
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from concurrent import futures
@@ -140,6 +141,14 @@ def project(args):
     return f"{args.dataset}-{args.model}-{args.search}" + (f"-limit{args.limit}" if args.limit else "")
 
 
+def searched_data(args):
+    """The dataset every trial trains on (the chief's and each worker's the same: seed SEED)."""
+    try:
+        return load_dataset(args.dataset, args.data_dir, seed=SEED, limit=args.limit)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+
 def make_search(args, dataset, overwrite=False):
     """The KerasTuner search, carried on from --dir where it exists (unless overwrite)."""
     hp = keras_tuner.HyperParameters()
@@ -166,10 +175,7 @@ def main(argv=None):
             sys.exit(f"error: {problem}")
     print(f"Searching {args.model} on {args.dataset} ({args.search}, on {describe_device()}); "
           f"kept in {args.dir / project(args)}")
-    try:
-        dataset = load_dataset(args.dataset, args.data_dir, seed=SEED, limit=args.limit)
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    dataset = searched_data(args)
     start = time.perf_counter()
     search = make_search(args, dataset, overwrite=args.fresh)
     try:
@@ -239,7 +245,6 @@ def serve(search, args, argv):
 
 def start_worker(name, args, argv):
     """A worker process running this same command, told by KerasTuner's variables whose it is."""
-    import subprocess
     env = dict(os.environ, KERASTUNER_TUNER_ID=name, KERASTUNER_ORACLE_PORT=str(args.port),
                KERASTUNER_ORACLE_IP="127.0.0.1" if args.host == "0.0.0.0" else args.host)
     return subprocess.Popen([sys.executable, "-m", "experiments", "tune", *argv], env=env)
@@ -264,11 +269,7 @@ def work(args, name):
     except grpc.FutureTimeoutError:
         sys.exit(f"error: {name} cannot reach the chief at {address} (KERASTUNER_ORACLE_IP and "
                  f"KERASTUNER_ORACLE_PORT) within {CONNECT_SECONDS} s")
-    try:
-        dataset = load_dataset(args.dataset, args.data_dir, seed=SEED, limit=args.limit)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    make_search(args, dataset).search()
+    make_search(args, searched_data(args)).search()
 
 
 # --- The report ----------------------------------------------------------------------------

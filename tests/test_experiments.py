@@ -156,6 +156,16 @@ def test_a_step_that_trains_several_models_logs_each_in_its_own_folder():
     assert runner.Trial(step=None, dataset=None, settings=None, seed=0).logs("teacher") is None
 
 
+def test_tensorboard_without_tensorboard_installed_is_refused(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "tensorboard" else find_spec(name))
+    with pytest.raises(SystemExit) as exit:
+        main(["spark", "--quick", "--tensorboard", str(tmp_path / "logs"), "--out", str(tmp_path)])
+    assert exit.value.code == 2 and "argument --tensorboard: " in (err := capsys.readouterr().err)
+    assert "pip install tensorboard" in err and list(tmp_path.iterdir()) == []
+
+
 def test_tensorboard_folder_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "file").write_text("kept")
     with pytest.raises(SystemExit) as exit:

@@ -67,6 +67,13 @@ def test_an_empty_or_invalid_search_space_is_refused_before_anything_starts(spac
     assert list(tmp_path.iterdir()) == []
 
 
+def test_data_that_cannot_be_read_stops_the_search_before_it_starts(tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        tune.main(["--data-dir", str(tmp_path / "no-data"), "--dir", str(tmp_path / "dir"), "--out", str(tmp_path)])
+    assert str(exit.value.code).startswith(f"error: The data directory {tmp_path / 'no-data'} does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_port_in_use_stops_the_chief_before_it_starts(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
