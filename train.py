@@ -320,15 +320,18 @@ def layer_inputs(network, layer):
     return lambda images: inputs_of(images, training=False)
 
 
-def evaluate(network, dataset, training=None, name=None):
+def evaluate(network, dataset, training=None, name=None, test=True):
     """The results of a trained `network`: its name (default: the Keras model's) and size, how it
     trained (fit's dict, if any), and its accuracy and loss on the validation and test splits.
-    The test split is read here only."""
+    The test split is read here only; test=False leaves it unread (a run that makes a choice)."""
     val = network.evaluate(dataset.x_val, dataset.y_val, batch_size=EVALUATION_BATCH, verbose=0, return_dict=True)
-    test = network.evaluate(dataset.x_test, dataset.y_test, batch_size=EVALUATION_BATCH, verbose=0, return_dict=True)
-    return {"name": name or network.name, "params": network.count_params(), **(training or {}),
-            "val_accuracy": val["accuracy"], "val_loss": val["loss"],
-            "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
+    result = {"name": name or network.name, "params": network.count_params(), **(training or {}),
+              "val_accuracy": val["accuracy"], "val_loss": val["loss"]}
+    if test:
+        test = network.evaluate(dataset.x_test, dataset.y_test, batch_size=EVALUATION_BATCH, verbose=0,
+                                return_dict=True)
+        result.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+    return result
 
 
 def model_name(model):

@@ -15,8 +15,8 @@ import numpy as np
 
 from data import Dataset, load_dataset
 from model import averaged
-from train import (Training, TrainingError, compile_model, evaluate, train_and_evaluate, training_for, write_json,
-                   write_text)
+from train import (Training, TrainingError, compile_model, evaluate, model_name, train, train_and_evaluate,
+                   training_for, write_json, write_text)
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"  # where reports go by default
 QUICK_LIMIT = 200  # --quick: images of each split kept, for the tests
@@ -37,6 +37,10 @@ class Step:
     training: the train.Training settings that differ from the model's own (training_for).
     data: load_dataset options, e.g. standardize=True or one_hot=True.
     dataset: the dataset it trains on, if not the experiment's DATASET.
+    test: False for a run that helps make a choice: it is scored on the validation split only,
+        and the test split is not read (the report shows the validation accuracy).
+    seeds: how many seeds the step runs, if fewer than the experiment's (a step whose run uses
+        the networks of all the seeds of an earlier one, say).
     run: for a step that is more than one fit (transfer learning, pseudo-labels, ...), a
         function (Trial) -> results dict like train_and_evaluate's; by default train_step.
         A "note" in that dict (what the run chose, say) joins the step's note in the report.
@@ -50,6 +54,8 @@ class Step:
     training: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     dataset: str = None
+    test: bool = True
+    seeds: int = None
     run: object = None
     note: str = ""
 
@@ -86,9 +92,10 @@ def train_step(trial, dataset=None, part=None):
     """Train and test the step's model as the trial says, on `dataset` (default: the trial's);
     return the trained model and its results. part: for a step that trains several models, this
     one's name, its TensorBoard sub-folder."""
-    return train_and_evaluate(trial.step.model, trial.dataset if dataset is None else dataset, trial.settings,
-                              trial.seed, trial.step.hyperparameters, verbose=trial.verbose,
-                              log_dir=trial.logs(part) if part else trial.log_dir)
+    dataset = trial.dataset if dataset is None else dataset
+    network, training = train(trial.step.model, dataset, trial.settings, trial.seed, trial.step.hyperparameters,
+                              verbose=trial.verbose, log_dir=trial.logs(part) if part else trial.log_dir)
+    return network, evaluate(network, dataset, training, name=model_name(trial.step.model), test=trial.step.test)
 
 
 def train_averaged(trial, size):
@@ -137,7 +144,7 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
         if only is not None and step.name not in only:
             continue
         runs = []
-        for seed in range(seeds):
+        for seed in range(min(seeds, step.seeds or seeds)):
             name = step.dataset or experiment.DATASET
             key = (name, json.dumps(step.data, sort_keys=True), seed)
             if key not in datasets:  # the validation split depends on the seed
@@ -158,7 +165,8 @@ def run_experiment(experiment, seeds=3, quick=False, data_dir=None, only=None, v
                 pictures.plot_all(folder, datasets[key], [result], [model])
             result.pop("history", None)
             runs.append(result)
-            print(f"{step.name} (seed {seed}): test accuracy {result['test_accuracy']:.2%}, "
+            split = "test" if "test_accuracy" in result else "val"
+            print(f"{step.name} (seed {seed}): {split} accuracy {result[f'{split}_accuracy']:.2%}, "
                   f"{result['seconds']:.0f} s", flush=True)
         rows.append(summarise(step, runs))
         yield rows[-1]
@@ -175,7 +183,7 @@ def summarise(step, runs):
     notes = [step.note] + [run.pop("note") for run in runs if "note" in run]
     # Like against like: where the tutorial published a validation accuracy, ours is measured
     # on our validation split too; the test accuracy is reported beside it.
-    measured_on = "validation" if step.published_on == "validation" else "test"
+    measured_on = "validation" if step.published_on == "validation" or not step.test else "test"
     key = "val_accuracy" if measured_on == "validation" else "test_accuracy"
     accuracies = 100 * np.array([run[key] for run in runs])
     measured = float(accuracies.mean())
@@ -186,7 +194,7 @@ def summarise(step, runs):
         "measured": measured,
         "measured_on": measured_on,
         "std": float(accuracies.std()),
-        "test": float(np.mean([100 * run["test_accuracy"] for run in runs])),
+        "test": float(np.mean([100 * run["test_accuracy"] for run in runs])) if step.test else None,
         "difference": None if step.published is None else measured - step.published,
         "epochs_run": float(np.mean([run["epochs_run"] for run in runs])),
         "seconds": float(np.mean([run["seconds"] for run in runs])),
@@ -203,7 +211,8 @@ def table(rows):
     for row in rows:
         published = "-" if row["published"] is None else f"{row['published']:.2f}% ({row['published_on']})"
         difference = "-" if row["difference"] is None else f"{row['difference']:+.2f}"
-        on = f"validation; test {row['test']:.2f}%" if row["measured_on"] == "validation" else "test"
+        on = "test" if row["measured_on"] == "test" else \
+            "validation" if row["test"] is None else f"validation; test {row['test']:.2f}%"
         lines.append(f"| {row['step']} | {published} | {row['measured']:.2f}% ± {row['std']:.2f} "
                      f"({on}; {row['seeds']} seed{'s' * (row['seeds'] > 1)}) | {difference} | "
                      f"{row['epochs_run']:.1f} | {row['seconds']:.0f} | {row['note']} |")

@@ -1,0 +1,23 @@
+"""The choices behind the best recipes (experiments/best.py), made on the validation split alone.
+
+Each candidate trains with 3 seeds and is scored on the validation split (10% of the training
+images, held out by seed); the test split is not read at all (Step.test=False), so no choice
+here can depend on it. A candidate is kept over the one before it only if its validation mean
+is higher by more than the seeds' spread; a tie keeps the cheaper one.
+
+The starting point is this project's fast recipe (fast_cnn, 6 epochs); the candidates are
+best_cnn (model.py), a deeper VGG-style CNN with global average pooling, trained longer with
+fast_cnn's one-cycle schedule and label smoothing, and the augmentations that suit each dataset.
+"""
+from experiments.runner import Step
+
+DATASET = "notmnist"
+CHOICE = dict(test=False)  # scored on the validation split only
+
+STEPS = [
+    Step("notMNIST: fast_cnn, 6 epochs (the start)", "fast_cnn", **CHOICE),
+    Step("notMNIST: best_cnn, shifts, 30 epochs", "best_cnn", hyperparameters=dict(augment="shifts"), **CHOICE),
+    Step("notMNIST: best_cnn, rotations, zooms and shifts, 30 epochs", "best_cnn", **CHOICE),
+    Step("notMNIST: best_cnn, rotations, zooms and shifts, 60 epochs", "best_cnn", training=dict(epochs=60),
+         **CHOICE),
+]
