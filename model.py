@@ -281,6 +281,15 @@ def best_cnn(input_shape, num_classes, width=32, depth=2, augment="glyphs", drop
     return keras.Model(inputs=inp, outputs=out, name="best_cnn")
 
 
+
+# The best recipes (python -m experiments best, results/best.md): best_cnn with the options that
+# suit each dataset. TRAINING gives each its schedule; `python main.py --dataset D --model D_best`.
+
+def mnist_best(input_shape, num_classes, width=32, depth=2):
+    """MNIST's best recipe: best_cnn with small rotations, zooms and shifts."""
+    return best_cnn(input_shape, num_classes, width, depth, augment="glyphs")
+
+
 # Search spaces for `python -m experiments tune` (KerasTuner): per model, a function of a
 # keras_tuner.HyperParameters `hp` that declares what to search and returns the builder's options
 # and the train.Training settings of one point of the space. Anything not searched stays as in
@@ -313,6 +322,7 @@ MODELS = {
     "spark_finetuned": spark_finetuned,
     "fast_cnn": fast_cnn,
     "best_cnn": best_cnn,
+    "mnist_best": mnist_best,
 }
 
 # How each tutorial trained its model: train.Training's settings, where not its defaults (Adam,
@@ -328,6 +338,8 @@ TRAINING = {
     # fast_cnn's recipe, trained longer (experiments/bestchoices.py).
     "best_cnn": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=30, one_cycle=True,
                      label_smoothing=0.1),
+    "mnist_best": dict(optimizer="adam", learning_rate=0.005, batch_size=128, epochs=20, one_cycle=True,
+                       label_smoothing=0.1),
 }
 
 SEARCH_SPACES = {"l42_mlp": l42_mlp_space, "fast_cnn": fast_cnn_space}

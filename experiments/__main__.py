@@ -3,7 +3,7 @@
     python -m experiments spark                 # every step, 3 seeds, results/spark.md
     python -m experiments spark --seeds 1 --steps "baseline CNN" "+ L2"
     python -m experiments spark --quick         # 200 images, one epoch: a smoke test
-    python -m experiments spark                 # again after a stop: carries on after the last finished step
+    python -m experiments spark                 # again after a stop, or once steps are added: runs the rest
     python -m experiments speed --help          # the speed benchmark (experiments/speed.py)
     python -m experiments tune --help           # hyperparameter search with KerasTuner (experiments/tune.py)
 """
@@ -75,7 +75,7 @@ def main(argv=None):
     command = "python -m experiments " + shlex.join(arg for arg in argv if arg != "--fresh")
     wanted = [step.name for step in experiment.STEPS if not args.steps or step.name in args.steps]
     # The same command, stopped part-way on this machine: keep the steps it finished.
-    rows = [] if args.fresh else finished_rows(args.out / f"{name}.json", command, device)
+    rows = [] if args.fresh else finished_rows(args.out / f"{name}.json", command, device, wanted)
     if rows:
         print(f"Carrying on: {len(rows)} of {len(wanted)} steps are done in {args.out / name}.json "
               f"(--fresh runs them again)")

@@ -219,16 +219,19 @@ def table(rows):
     return "\n".join(lines)
 
 
-def finished_rows(path, command, device):
-    """The rows in the report at `path` if it is a partial one, written by the same command
-    with the same backend and device: the steps that need not run again. Else none."""
+def finished_rows(path, command, device, wanted):
+    """The rows of the report at `path` that need not run again: where it was written by the same
+    command with the same backend and device, and is unfinished (a run that was stopped, or an
+    experiment that has gained steps since), its rows for the `wanted` steps. Else none."""
     try:
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return []
     same_run = (report.get("command"), report.get("backend"), report.get("device")) == \
         (command, keras.backend.backend(), device)
-    return report["steps"] if same_run and report.get("partial") else []
+    rows = [row for row in report.get("steps", []) if row["step"] in wanted]
+    unfinished = report.get("partial") or len(rows) < len(wanted)
+    return rows if same_run and unfinished else []
 
 
 def write_report(folder, name, experiment, rows, command, device, planned=None):

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA, needs_data, tensorboard_scalars
 import plots
 from data import CLASS_NAMES, load_dataset
-from experiments import fast, geron, l42, ntu, runner, speed
+from experiments import best, fast, geron, l42, ntu, runner, speed
 from experiments.__main__ import EXPERIMENTS, main
 from model import MODELS, RandomAffine, RandomShift, get_model
 
@@ -21,11 +21,13 @@ from model import MODELS, RandomAffine, RandomShift, get_model
 # The --quick runs, cut into groups of consecutive steps that train in a few seconds each (an
 # ensemble alone), so that the tests spread over the cores: the index of each group's first step.
 # l42's last step, the choice among the rungs above it, is tested on its own (below).
-QUICK_GROUPS = {"batchnorm": [0], "fast": [0, 4, 6, 7], "fastchoices": [0], "geron": [0, 10, 20],
+QUICK_GROUPS = {"batchnorm": [0], "best": [0], "bestchoices": [0], "fast": [0, 4, 6, 7], "fastchoices": [0], "geron": [0, 10, 20],
                 "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12], "ntu": [0, 13, 25], "spark": [0, 4, 6, 7, 8]}
 # Steps that are another step with other training settings or data options only: the quick run of
 # that step covers their code, and test_variants_differ_only_as_they_say checks the difference.
 VARIANTS = {
+    ("bestchoices", "notMNIST: best_cnn, rotations, zooms and shifts, 60 epochs"):
+        "notMNIST: best_cnn, rotations, zooms and shifts, 30 epochs",
     ("fastchoices", "8 epochs, peak learning rate 0.005 (the trial run)"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.0025"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.01"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
@@ -84,11 +86,18 @@ def test_variants_differ_only_as_they_say(name, variant):
 def test_quick_run_reports_every_step(name, steps, tmp_path, capsys, monkeypatch):
     # --quick's 200 images hold fewer than 200 sandals and shirts: every draw of task B is all of them
     monkeypatch.setattr(geron, "TASK_B_DRAWS", 2)
-    main([name, "--quick", "--seeds", "1", "--steps", *steps, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+    monkeypatch.setattr(best, "NETWORKS", tmp_path)  # best's ensembles need 3 seeds of networks
+    seeds = best.ENSEMBLE_SIZE if name == "best" else 1
+    main([name, "--quick", "--seeds", str(seeds), "--steps", *steps, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
     report = json.loads((tmp_path / f"{name}-quick.json").read_text())
     assert [row["step"] for row in report["steps"]] == steps and "partial" not in report
+    defined = {step.name: step for step in importlib.import_module(f"experiments.{name}").STEPS}
     for row in report["steps"]:
-        assert 0 <= row["measured"] <= 100 and row["seeds"] == 1 and row["epochs_run"] >= 1
+        assert 0 <= row["measured"] <= 100 and row["seeds"] == min(seeds, defined[row["step"]].seeds or seeds)
+        assert row["epochs_run"] >= 1
+        if not defined[row["step"]].test:  # a choice: the test split is not read
+            assert row["measured_on"] == "validation" and row["test"] is None
+            assert not any("test_accuracy" in run for run in row["runs"])
         assert row["difference"] is None or abs(row["difference"] - (row["measured"] - row["published"])) < 1e-9
     markdown = (tmp_path / f"{name}-quick.md").read_text()
     assert all(f"| {step} |" in markdown for step in steps)
@@ -108,6 +117,29 @@ def test_l42_picks_its_final_model_on_validation_only(data_dir):
     assert result["chosen"] == rungs[5].name and result["test_accuracy"] == 0.2
     assert result["candidates_val_accuracy"].keys() == {step.name for step in rungs}  # the first rung: trained here
     assert result["note"] == f"seed 2: picked {rungs[5].name} (validation 90.00%)"
+
+
+def test_best_averages_the_networks_of_this_run_or_says_what_is_missing(tmp_path, monkeypatch, data_dir):
+    from train import TrainingError, save_model
+    monkeypatch.setattr(best, "NETWORKS", tmp_path)
+    final, averaged = best.recipe("tiny", "l42_mlp", "", "mnist")
+    trial = runner.Trial(averaged, load_dataset("mnist", data_dir, limit=200), runner.settings_for(averaged, quick=True),
+                         seed=0, quick=True)
+    def save(seed):
+        save_model(get_model("l42_mlp", (28, 28, 1), 10, hidden_size=8), best.network_path(final, seed, True), "mnist")
+    save(0)
+    with pytest.raises(TrainingError, match="^no saved network tiny-seed1-quick.keras, tiny-seed2-quick.keras: "
+                                            "run step 'tiny' with 3 seeds first$"):
+        averaged.run(trial)
+    save(1), save(2)
+    first = best.accuracy(keras.models.load_model(best.network_path(final, 0, True)).predict(trial.dataset.x_test),
+                          trial.dataset.y_test)
+    trial.earlier = {"tiny": {"test_accuracy": first + 0.01, "epochs_run": 1}}
+    with pytest.raises(TrainingError, match="it is from another run; run that step again"):
+        averaged.run(trial)
+    trial.earlier = {"tiny": {"test_accuracy": first, "epochs_run": 1}}
+    result = averaged.run(trial)
+    assert result["member_test_accuracies"][0] == first and 0 <= result["test_accuracy"] <= 1
 
 
 def test_a_step_finds_the_results_of_the_steps_done_before_it(data_dir):
@@ -360,20 +392,22 @@ def test_a_published_validation_accuracy_is_compared_with_ours_on_validation():
     assert "87.00% ± 1.00 (test; 2 seeds)" in runner.table([on_test])
 
 
-def test_only_a_partial_report_of_the_same_command_backend_and_device_is_carried_on(tmp_path):
+def test_only_an_unfinished_report_of_the_same_command_backend_and_device_is_carried_on(tmp_path):
     import keras
     about = {"command": "python -m experiments spark", "backend": keras.backend.backend(), "device": "CPU (x86_64, 2 cores)"}
     rows = [{"step": "baseline CNN"}]
-    def finished(**changes):
+    def finished(wanted=("baseline CNN", "+ L2"), **changes):
         (tmp_path / "r.json").write_text(json.dumps({**about, "partial": "1 of 8 steps done", "steps": rows, **changes}))
-        return runner.finished_rows(tmp_path / "r.json", about["command"], about["device"])
+        return runner.finished_rows(tmp_path / "r.json", about["command"], about["device"], wanted)
     assert finished() == rows
     assert finished(command="python -m experiments spark --seeds 1") == []
     assert finished(device="GPU (NVIDIA H100 80GB HBM3)") == [] and finished(backend="jax" if about["backend"] != "jax" else "torch") == []
-    assert finished(partial=None) == []
+    assert finished(partial=None) == rows  # finished before the experiment gained the step "+ L2"
+    assert finished(wanted=["baseline CNN"], partial=None) == []  # finished: everything runs again
+    assert finished(wanted=["+ L2"]) == []  # a step no longer wanted is left out
     (tmp_path / "r.json").write_text("{not json")
-    assert runner.finished_rows(tmp_path / "r.json", about["command"], about["device"]) == []
-    assert runner.finished_rows(tmp_path / "missing.json", about["command"], about["device"]) == []
+    assert runner.finished_rows(tmp_path / "r.json", about["command"], about["device"], ["+ L2"]) == []
+    assert runner.finished_rows(tmp_path / "missing.json", about["command"], about["device"], ["+ L2"]) == []
 
 
 def test_the_hand_written_warps_make_the_same_images_as_keras_affine_transform():

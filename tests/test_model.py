@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SHARED_DATA, needs_data
 from data import load_dataset
-from model import MODELS, RandomAffine, RandomShift, affine_transform, get_model
+from model import MODELS, RandomAffine, RandomShift, affine_transform, augmentation, get_model
 from train import recompute_batch_norm, train_and_evaluate, training_for
 
 # None of seeds 000/001 prints a summary, so these counts are worked out from the layer
@@ -141,9 +141,30 @@ def test_fast_cnn_without_batch_norm_has_plain_relu_convolutions():
     assert kinds(without).count("Conv2D") == 4 and all(layer.use_bias for layer in without.layers if hasattr(layer, "use_bias"))
 
 
+def test_best_cnn_augments_clothes_with_flips_shifts_and_erasing_in_training_only():
+    images = np.full((300, 28, 28, 1), 0.5, "float32")
+    images[:, :, :14] = 1  # the left half brighter: a flip puts it on the right
+    inputs = keras.Input((28, 28, 1))
+    augment = keras.Model(inputs, augmentation(inputs, "clothes"))
+    np.testing.assert_array_equal(augment(images, training=False), images)
+    out = keras.ops.convert_to_numpy(augment(images, training=True))
+    flipped = out[:, :, 14:].sum((1, 2, 3)) > out[:, :, :14].sum((1, 2, 3))
+    erased = out[:, 4:24, 4:24].min((1, 2, 3)) == 0  # black away from the edges: erased (shifts: 3 pixels at most)
+    assert 0.35 < flipped.mean() < 0.65 and 0.1 < erased.mean() < 0.6
+
+
+def test_best_cnn_names_its_augmentations():
+    kinds = lambda augment: [type(layer).__name__ for layer in get_model("best_cnn", (28, 28, 1), 10, augment=augment).layers]
+    assert kinds("glyphs")[1:3] == ["RandomAffine", "RandomShift"] and kinds("none")[1] == "Conv2D"
+    assert kinds("shifts")[1:3] == ["RandomShift", "Conv2D"]
+    with pytest.raises(ValueError, match="Unknown augmentation 'colour': choose one of none, shifts, glyphs, clothes"):
+        get_model("best_cnn", (28, 28, 1), 10, augment="colour")
+
+
 def batch_norm_models():
-    """The registered models with batch norm, as built with their default options."""
-    return [name for name in MODELS if any(isinstance(layer, keras.layers.BatchNormalization)
+    """The registered models with batch norm, as built with their default options (the *_best
+    recipes are best_cnn with other options)."""
+    return [name for name in MODELS if not name.endswith("_best") and any(isinstance(layer, keras.layers.BatchNormalization)
                                            for layer in get_model(name, (28, 28, 1), 10).layers)]
 
 
