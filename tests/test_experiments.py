@@ -86,7 +86,8 @@ def test_variants_differ_only_as_they_say(name, variant):
 def test_quick_run_reports_every_step(name, steps, tmp_path, capsys, monkeypatch):
     # --quick's 200 images hold fewer than 200 sandals and shirts: every draw of task B is all of them
     monkeypatch.setattr(geron, "TASK_B_DRAWS", 2)
-    monkeypatch.setattr(best, "NETWORKS", tmp_path)  # best's ensembles need 3 seeds of networks
+    monkeypatch.setattr(best, "NETWORKS", tmp_path)  # best's ensembles average the networks of every seed
+    monkeypatch.setattr(best, "ENSEMBLE_SIZE", 2)
     seeds = best.ENSEMBLE_SIZE if name == "best" else 1
     main([name, "--quick", "--seeds", str(seeds), "--steps", *steps, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
     report = json.loads((tmp_path / f"{name}-quick.json").read_text())
