@@ -74,4 +74,6 @@ def recipe(name, model, note, dataset):
 STEPS = [
     *recipe("MNIST: mnist_best", "mnist_best", "settings fixed in advance (no comparison on validation)", "mnist"),
     *recipe("notMNIST: notmnist_best", "notmnist_best", "chosen on validation: results/bestchoices.md", "notmnist"),
+    *recipe("Fashion-MNIST: fashion_best", "fashion_best", "settings fixed in advance (no comparison on validation)",
+            "fashion"),
 ]
