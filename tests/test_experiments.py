@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, needs_data, tensorboard_scalars
+import main as main_py
 import plots
 from data import CLASS_NAMES, load_dataset
 from experiments import best, fast, geron, l42, ntu, runner, speed
@@ -141,6 +142,21 @@ def test_best_averages_the_networks_of_this_run_or_says_what_is_missing(tmp_path
     trial.earlier = {"tiny": {"test_accuracy": first, "epochs_run": 1}}
     result = averaged.run(trial)
     assert result["member_test_accuracies"][0] == first and 0 <= result["test_accuracy"] <= 1
+
+
+@needs_data
+def test_main_py_trains_seed_0_of_a_best_row_exactly(tmp_path):
+    """Each recipe of experiments/best.py is a model name, and main.py trains it as the experiment
+    does: seed 0's accuracies are equal, to the last bit."""
+    step = "notMNIST: notmnist_best"
+    main(["best", "--quick", "--seeds", "1", "--steps", step, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
+    row, = json.loads((tmp_path / "best-quick.json").read_text())["steps"]
+    main_py.main(["--dataset", "notmnist", "--model", "notmnist_best", "--limit", str(runner.QUICK_LIMIT),
+                  "--epochs", str(runner.QUICK_EPOCHS), "--seed", "0", "--data-dir", str(SHARED_DATA),
+                  "--results", str(tmp_path / "main.json")])
+    result, = json.loads((tmp_path / "main.json").read_text())["models"]
+    assert (result["val_accuracy"], result["test_accuracy"]) == (row["runs"][0]["val_accuracy"],
+                                                                 row["runs"][0]["test_accuracy"])
 
 
 def test_a_step_finds_the_results_of_the_steps_done_before_it(data_dir):
