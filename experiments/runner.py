@@ -238,6 +238,8 @@ def write_report(folder, name, experiment, rows, command, device, planned=None):
     """results/NAME.json and results/NAME.md, both written atomically.
 
     planned: how many steps the run will have; a report with fewer rows says it is partial.
+    What NAME.md holds from its first `## ` heading on was written by hand (this function writes
+    none): it is kept, so that a rerun updates the table without losing the notes about it.
     """
     about = {"experiment": name, "command": command, "backend": keras.backend.backend(),
              "device": device, "date": time.strftime("%Y-%m-%d"), "keras": keras.__version__}
@@ -250,4 +252,11 @@ def write_report(folder, name, experiment, rows, command, device, planned=None):
                 f"device: {device}, date: {about['date']}\n\n"
                 + (f"**Partial: {about['partial']}** (the run was stopped or is still going).\n\n" if partial else "")
                 + f"{table(rows)}\n")
-    write_text(folder / f"{name}.md", markdown)
+    write_text(folder / f"{name}.md", markdown + hand_written(folder / f"{name}.md"))
+
+
+def hand_written(report):
+    """The part of the Markdown file `report` from its first `## ` heading on ("" if none or no file)."""
+    text = report.read_text() if report.exists() else ""
+    heading = re.search(r"^## ", text, flags=re.MULTILINE)
+    return "\n" + text[heading.start():] if heading else ""

@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, needs_data, tensorboard_scalars
 import main as main_py
 import plots
 from data import CLASS_NAMES, load_dataset
-from experiments import best, fast, geron, l42, ntu, runner, speed
+from experiments import best, fast, geron, l42, ntu, runner, spark, speed
 from experiments.__main__ import EXPERIMENTS, main
 from model import MODELS, RandomAffine, RandomShift, get_model
 
@@ -425,6 +425,21 @@ def test_only_an_unfinished_report_of_the_same_command_backend_and_device_is_car
     (tmp_path / "r.json").write_text("{not json")
     assert runner.finished_rows(tmp_path / "r.json", about["command"], about["device"], ["+ L2"]) == []
     assert runner.finished_rows(tmp_path / "missing.json", about["command"], about["device"], ["+ L2"]) == []
+
+
+def test_a_rewritten_report_keeps_its_hand_written_notes(tmp_path):
+    """A rerun rewrites the table, and keeps what was written by hand under it (from the first `## `)."""
+    row = {"step": "baseline CNN", "published": None, "difference": None, "measured_on": "test", "test": 99.0,
+           "measured": 99.0, "std": 0.1, "seeds": 3, "epochs_run": 12.0, "seconds": 100.0, "note": ""}
+    def report(measured):
+        runner.write_report(tmp_path, "spark", spark, [{**row, "measured": measured}], "python -m experiments spark", "CPU")
+        return (tmp_path / "spark.md").read_text()
+    notes = "## Reading the ladder\n\nWritten by hand.\n\n### Its second part\n"
+    (tmp_path / "spark.md").write_text(report(99.0) + "\n" + notes)
+    rewritten = report(98.5)
+    assert "98.50% ± 0.10" in rewritten and "99.00% ± 0.10" not in rewritten
+    assert rewritten.endswith("|\n\n" + notes) and rewritten.count("## Reading") == 1
+    assert report(98.5) == rewritten  # and again: nothing added twice
 
 
 def test_the_hand_written_warps_make_the_same_images_as_keras_affine_transform():
