@@ -145,9 +145,10 @@ def test_best_averages_the_networks_of_this_run_or_says_what_is_missing(tmp_path
 
 
 @needs_data
-def test_main_py_trains_seed_0_of_a_best_row_exactly(tmp_path):
+def test_main_py_trains_seed_0_of_a_best_row_exactly(tmp_path, monkeypatch):
     """Each recipe of experiments/best.py is a model name, and main.py trains it as the experiment
     does: seed 0's accuracies are equal, to the last bit."""
+    monkeypatch.setattr(best, "NETWORKS", tmp_path)  # not the repository's networks/
     step = "notMNIST: notmnist_best"
     main(["best", "--quick", "--seeds", "1", "--steps", step, "--out", str(tmp_path), "--data-dir", str(SHARED_DATA)])
     row, = json.loads((tmp_path / "best-quick.json").read_text())["steps"]
