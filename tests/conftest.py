@@ -18,8 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pytest-xdist runs a test process per core: each one's TensorFlow (and the processes its tests
 # start) computes on its share of the cores, instead of every process spreading over all of them.
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    for threads in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(threads, str(max(1, (os.cpu_count() or 1) // int(workers))))
+    threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
