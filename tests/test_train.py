@@ -97,21 +97,22 @@ def uninterrupted(tmp_path_factory):
     return folder, hashes, comparable(folder / "results.json")
 
 
-# Each case stops a run twice, the second run carrying on from what the first saved, then lets a
-# third finish: (where, n, the epochs saved once stopped there), n counting from each run's start.
-@pytest.mark.parametrize("kills", [
-    # killed before the first epoch ends (nothing saved yet); then Ctrl-C in the middle of epoch 3
-    [("batch", 3, 0), ("interrupt", 2 * BATCHES_PER_EPOCH + 4, 2)],
-    # while writing the second epoch's checkpoint; then, resumed after the first, after the third
-    # epoch's weights but before the checkpoint points to them
-    [("weights", 2, 1), ("latest", 2, 2)],
-], ids=["in-batches-and-ctrl-c", "in-writes"])
-def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path, kills):
+# A run stopped four times, each run carrying on from what the one before saved, then let finish:
+# (where, n, the epochs saved once stopped there), n counting from each run's start.
+KILLS = [
+    ("batch", 3, 0),  # killed before the first epoch ends: nothing saved yet
+    ("weights", 2, 1),  # while writing the second epoch's checkpoint
+    ("interrupt", BATCHES_PER_EPOCH + 4, 2),  # resumed after epoch 1, Ctrl-C in the middle of epoch 3
+    ("latest", 1, 2),  # resumed after epoch 2, epoch 3's weights written but the checkpoint not pointing to them
+]
+
+
+def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path):
     data_dir, hashes, expected = uninterrupted
     args = ["--data-dir", str(data_dir), *TINY_RUN, "--checkpoints", str(tmp_path / "ck"),
             "--results", str(tmp_path / "results.json")]
     saved = 0
-    for kill in kills:
+    for kill in KILLS:
         killed = run_main(args, hashes, kill[:2])
         if kill[0] == "interrupt":  # Ctrl-C: the run says how to carry on, with the usual status
             assert killed.returncode == 130, killed.stderr[-3000:]
