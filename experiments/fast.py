@@ -41,10 +41,12 @@ def shifted(images, down, right):
     return out
 
 
-def predict_with_tta(model, images):
-    """The mean of the model's predictions for the images and for each of their TTA_SHIFTS."""
-    return np.mean([model.predict(shifted(images, *shift), batch_size=1000, verbose=0)
-                    for shift in TTA_SHIFTS], axis=0)
+def predict_with_tta(model, images, shifts=TTA_SHIFTS, mirror=False):
+    """The mean of the model's predictions for the images moved by each of `shifts` (TTA_SHIFTS:
+    the images and their 4 neighbours) and, with `mirror`, for each of those mirrored left-right."""
+    views = [shifted(images, *shift) for shift in shifts]
+    views += [view[:, :, ::-1] for view in views] if mirror else []
+    return np.mean([model.predict(view, batch_size=1000, verbose=0) for view in views], axis=0)
 
 
 def with_tta(model, result, dataset):

@@ -3,6 +3,7 @@ import importlib
 import json
 import time
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import keras
@@ -45,7 +46,12 @@ VARIANTS = {
        for rule in ["batch 512, peak learning rate x2 (square-root rule)", "batch 512, peak learning rate x4 (linear rule)"]},
 }
 NUMBERS = {"epochs", "learning_rate", "batch_size"}  # settings that change the numbers, not the code run
-TESTED_APART = {("l42", "best by validation, on the hidden test set"), *VARIANTS}
+# best's notMNIST and Fashion-MNIST rows run its MNIST rows' code (kept, seeds_averaged) with another
+# dataset and model: test_main_py_trains_seed_0_of_a_best_row_exactly runs notMNIST's recipe, and
+# test_model builds every model and checks every augmentation; test_best_scores_the_networks_...
+# runs the test-time augmentation steps.
+SAME_CODE = {("best", step.name) for step in best.STEPS if not step.name.startswith("MNIST")}
+TESTED_APART = {("l42", "best by validation, on the hidden test set"), *VARIANTS, *SAME_CODE}
 
 
 def quick_groups():
@@ -121,12 +127,16 @@ def test_l42_picks_its_final_model_on_validation_only(data_dir):
     assert result["note"] == f"seed 2: picked {rungs[5].name} (validation 90.00%)"
 
 
-def test_best_averages_the_networks_of_this_run_or_says_what_is_missing(tmp_path, monkeypatch, data_dir):
+def test_best_scores_the_networks_of_this_run_or_says_what_is_missing(tmp_path, monkeypatch, data_dir):
+    """best's later steps score the networks its recipe step saved: averaged, with test-time
+    augmentation, or both; a choice reads the validation split alone."""
     from train import TrainingError, save_model
     monkeypatch.setattr(best, "NETWORKS", tmp_path)
-    final, averaged = best.recipe("tiny", "l42_mlp", "", "mnist")
-    trial = runner.Trial(averaged, load_dataset("mnist", data_dir, limit=200), runner.settings_for(averaged, quick=True),
-                         seed=0, quick=True)
+    final, averaged, choice, with_tta, averaged_with_tta = best.recipe("tiny", "l42_mlp", "", "mnist",
+                                                                         tta_choices=["mirror"], tta="shifts")
+    assert (choice.test, with_tta.test) == (False, True) and averaged_with_tta.seeds == 1
+    dataset = load_dataset("mnist", data_dir, limit=200)
+    trial = runner.Trial(averaged, dataset, runner.settings_for(averaged, quick=True), seed=0, quick=True)
     def save(seed):
         save_model(get_model("l42_mlp", (28, 28, 1), 10, hidden_size=8), best.network_path(final, seed, True), "mnist")
     save(0)
@@ -134,14 +144,25 @@ def test_best_averages_the_networks_of_this_run_or_says_what_is_missing(tmp_path
                                             "run step 'tiny' with 3 seeds first$"):
         averaged.run(trial)
     save(1), save(2)
-    first = best.accuracy(keras.models.load_model(best.network_path(final, 0, True)).predict(trial.dataset.x_test),
-                          trial.dataset.y_test)
-    trial.earlier = {"tiny": {"test_accuracy": first + 0.01, "epochs_run": 1}}
-    with pytest.raises(TrainingError, match="it is from another run; run that step again"):
+    first = keras.models.load_model(best.network_path(final, 0, True))
+    val, test = (best.accuracy(first.predict(x), y) for x, y in [(dataset.x_val, dataset.y_val),
+                                                                 (dataset.x_test, dataset.y_test)])
+    trial.earlier = {"tiny": {"val_accuracy": val + 0.01, "epochs_run": 1}}
+    with pytest.raises(TrainingError, match="tiny-seed0-quick.keras scores .* on validation, not the .* of step "
+                                            "'tiny': it is from another run; run that step again"):
         averaged.run(trial)
-    trial.earlier = {"tiny": {"test_accuracy": first, "epochs_run": 1}}
+    trial.earlier = {"tiny": {"val_accuracy": val, "epochs_run": 1}}
     result = averaged.run(trial)
-    assert result["member_test_accuracies"][0] == first and 0 <= result["test_accuracy"] <= 1
+    assert result["member_test_accuracies"][0] == test and 0 <= result["test_accuracy"] <= 1
+    assert result["params"] == 3 * first.count_params()
+    tta = with_tta.run(trial)
+    shifted = fast.predict_with_tta(first, dataset.x_test)  # the image and its 4 neighbours
+    assert tta["test_accuracy"] == best.accuracy(shifted, dataset.y_test) and tta["epochs_run"] == 1
+    assert averaged_with_tta.run(trial)["member_test_accuracies"][0] == tta["test_accuracy"]
+    chosen = choice.run(replace(trial, step=choice))
+    assert "test_accuracy" not in chosen
+    mirrored = (first.predict(dataset.x_val) + first.predict(dataset.x_val[:, :, ::-1])) / 2
+    assert chosen["val_accuracy"] == best.accuracy(mirrored, dataset.y_val)
 
 
 @needs_data
