@@ -9,6 +9,12 @@ once each, reported as they came. The ensemble row averages the predictions of t
 3 networks (saved by the step before it, in NETWORKS): the ensemble's size, 3, was fixed in
 advance, as "the networks of the seeds".
 
+Test-time augmentation (TTA) came later, after the rows above had been scored on the test split:
+its candidates score the same saved networks on the validation split alone (steps marked "a
+choice"), the one with the highest mean there is kept if it beats no TTA (the recipe's own
+validation accuracy), and only then are the networks and their ensemble scored with it on the
+test split, once.
+
 The tutorials' anchors and the published references are in results/best.md. Each recipe is a
 model name, so `python main.py --dataset D --model D_best` trains seed 0 of its row.
 """
@@ -124,5 +130,5 @@ STEPS = [
     *recipe("MNIST: mnist_best", "mnist_best", "settings fixed in advance (no comparison on validation)", "mnist"),
     *recipe("notMNIST: notmnist_best", "notmnist_best", "chosen on validation: results/bestchoices.md", "notmnist"),
     *recipe("Fashion-MNIST: fashion_best", "fashion_best", "settings fixed in advance (no comparison on validation)",
-            "fashion", tta_choices=["mirror", "shifts and mirror"]),
+            "fashion", tta_choices=["mirror", "shifts and mirror"], tta="shifts and mirror"),
 ]
