@@ -191,7 +191,8 @@ def test_batch_norm_models_score_in_inference_as_with_their_own_statistics(name)
     Keras's moving averages alone, fast_cnn scored 53% here, and 81% with its own statistics."""
     dataset = load_dataset("notmnist", SHARED_DATA, limit=1000)
     settings = training_for(name).replace(epochs=2, patience=None)
-    network, result = train_and_evaluate(name, dataset, settings, seed=0, verbose=0)
+    one_network = {"ensemble": 1} if name == "spark_finetuned" else None  # its 3 are alike: a third of the time
+    network, result = train_and_evaluate(name, dataset, settings, seed=0, hyperparameters=one_network, verbose=0)
     recompute_batch_norm(network, dataset.x_val)
     own = network.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["accuracy"]
     assert own > 0.5 and result["val_accuracy"] > own - 0.03
