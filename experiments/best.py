@@ -129,7 +129,8 @@ def recipe(name, model, note, dataset, tta_choices=(), tta=None):
 STEPS = [
     *recipe("MNIST: mnist_best", "mnist_best", "settings fixed in advance (no comparison on validation)", "mnist",
             tta_choices=["shifts"]),
-    *recipe("notMNIST: notmnist_best", "notmnist_best", "chosen on validation: results/bestchoices.md", "notmnist"),
+    *recipe("notMNIST: notmnist_best", "notmnist_best", "chosen on validation: results/bestchoices.md", "notmnist",
+            tta_choices=["shifts"], tta="shifts"),
     *recipe("Fashion-MNIST: fashion_best", "fashion_best", "settings fixed in advance (no comparison on validation)",
             "fashion", tta_choices=["mirror", "shifts and mirror"], tta="shifts and mirror"),
 ]
