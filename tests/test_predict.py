@@ -183,12 +183,6 @@ def test_an_older_model_file_gets_digits_with_a_warning(tmp_path, capsys):
     assert "does not say which dataset it was trained on" in captured.err
 
 
-def test_cli_missing_model_exits_with_a_message(tmp_path):
-    done = run_cli(tmp_path / "nope.keras", EXAMPLES / "mnist-7.png")
-    assert done.returncode == 1 and f"error: model file {tmp_path / 'nope.keras'} not found" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
 def test_invert_can_be_forced_either_way():
     """A glyph that fills its frame fools the automatic choice; --invert yes/no overrides it."""
     path = EXAMPLES / "mnist-7.png"
