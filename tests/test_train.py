@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import data
+import main
 import train
 from conftest import ROOT, make_idx_folder
 from model import MODELS
@@ -305,13 +306,12 @@ def test_fit_cuts_every_batch_in_its_own_epochs_order(data_dir, monkeypatch):
 
 
 def test_nan_loss_stops_with_epoch_and_batch(data_dir, tmp_path):
-    run = run_main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--optimizer", "sgd",
-                    "--learning-rate", "1e12", "--batch-size", "16", "--epochs", "3",
-                    "--checkpoints", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json")],
-                   data.IDX_SHA256["mnist"])
-    assert run.returncode == 1
-    assert "error: spark_baseline: The loss became nan at epoch 1, by batch " in run.stderr
-    assert "Try a smaller learning rate" in run.stderr and not (tmp_path / "r.json").exists()
+    with pytest.raises(SystemExit) as stop:
+        main.main(["--data-dir", str(data_dir), "--model", "spark_baseline", "--optimizer", "sgd",
+                   "--learning-rate", "1e12", "--batch-size", "16", "--epochs", "3",
+                   "--checkpoints", str(tmp_path / "ck"), "--results", str(tmp_path / "r.json")])
+    assert stop.value.code.startswith("error: spark_baseline: The loss became nan at epoch 1, by batch ")
+    assert "Try a smaller learning rate" in stop.value.code and not (tmp_path / "r.json").exists()
 
 
 def test_smoothed_crossentropy_matches_keras_on_one_hot_labels():
