@@ -280,8 +280,8 @@ def test_end_to_end_on_real_data(tmp_path):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
-    assert report["dataset"] == "notmnist" and [result["name"] for result in report["models"]] == ["spark_finetuned",
-                                                                                                  "l42_mlp"]
+    assert report["dataset"] == "notmnist"
+    assert [result["name"] for result in report["models"]] == ["spark_finetuned", "l42_mlp"]
     for result in report["models"]:
         assert RESULT_KEYS <= set(result)
         assert result["epochs_run"] == 1 and 0.1 < result["test_accuracy"] <= 1  # learnt something
