@@ -137,6 +137,8 @@ def no_data_dir_from_environment(monkeypatch):
 def pytest_configure(config):
     # Keras's TensorFlow backend trips a NumPy 2 deprecation inside Keras itself; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+    # The README's test command leaves these out (-m "not slow"), to stay within minutes; CI runs them too.
+    config.addinivalue_line("markers", "slow: every experiment step's --quick run and the speed benchmark's --tiny runs")
 
 
 # The longest tests (each starts processes or trains several models), run first: started last,

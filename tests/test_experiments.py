@@ -100,6 +100,7 @@ def changed_keys(one, other):
 
 
 @needs_data
+@pytest.mark.slow
 @pytest.mark.parametrize("name, steps", quick_groups())
 def test_quick_run_reports_every_step(name, steps, tmp_path, capsys, monkeypatch):
     # --quick's 200 images hold fewer than 200 sandals and shirts: every draw of task B is all of them
@@ -337,6 +338,7 @@ def small_speed_benchmark(monkeypatch):
 
 
 @needs_data
+@pytest.mark.slow
 def test_the_speed_benchmark_times_steps_and_augmentations(small_speed_benchmark, tmp_path):
     main(["speed", "--tiny", "--parts", "throughput", "augmentation", "--out", str(tmp_path),
           "--data-dir", str(SHARED_DATA)])
@@ -353,6 +355,7 @@ def test_the_speed_benchmark_times_steps_and_augmentations(small_speed_benchmark
 
 
 @needs_data
+@pytest.mark.slow
 def test_the_speed_benchmark_times_warps_speed_options_and_the_time_to_accuracy(small_speed_benchmark, tmp_path,
                                                                                  capsys):
     main(["speed", "--tiny", "--parts", "warps", "options", "accuracy", "--out", str(tmp_path),
