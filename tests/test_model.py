@@ -157,7 +157,9 @@ def test_best_cnn_names_its_augmentations():
     kinds = lambda augment: [type(layer).__name__ for layer in get_model("best_cnn", (28, 28, 1), 10, augment=augment).layers]
     assert kinds("glyphs")[1:3] == ["RandomAffine", "RandomShift"] and kinds("none")[1] == "Conv2D"
     assert kinds("shifts")[1:3] == ["RandomShift", "Conv2D"]
-    with pytest.raises(ValueError, match="Unknown augmentation 'colour': choose one of none, shifts, glyphs, clothes"):
+    assert kinds("glyphs+erasing")[1:4] == ["RandomAffine", "RandomShift", "RandomErasing"]
+    with pytest.raises(ValueError, match="Unknown augmentation 'colour': choose one of none, shifts, glyphs, "
+                                         "glyphs\\+erasing, clothes"):
         get_model("best_cnn", (28, 28, 1), 10, augment="colour")
 
 
