@@ -28,4 +28,6 @@ STEPS = [
          hyperparameters=dict(augment="glyphs+erasing"), **CHOICE),
     Step("notMNIST: best_cnn, 1.5x wider (48, 96, 192 channels), 30 epochs", "best_cnn",
          hyperparameters=dict(width=48), **CHOICE),
+    Step("notMNIST: best_cnn, deeper (3 convolutions a stage), 30 epochs", "best_cnn",
+         hyperparameters=dict(depth=3), **CHOICE),
 ]

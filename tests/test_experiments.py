@@ -29,9 +29,10 @@ QUICK_GROUPS = {"batchnorm": [0], "best": [0], "bestchoices": [0], "fast": [0, 4
 # options only: the quick run of that step covers their code, and test_variants_differ_only_as_they_say
 # checks the difference. Each optimizer still trains in some quick run (RMSprop in l42's).
 VARIANTS = {
-    **{("bestchoices", longer_or_wider): "notMNIST: best_cnn, rotations, zooms and shifts, 30 epochs"
-       for longer_or_wider in ["notMNIST: best_cnn, rotations, zooms and shifts, 60 epochs",
-                               "notMNIST: best_cnn, 1.5x wider (48, 96, 192 channels), 30 epochs"]},
+    **{("bestchoices", longer_wider_or_deeper): "notMNIST: best_cnn, rotations, zooms and shifts, 30 epochs"
+       for longer_wider_or_deeper in ["notMNIST: best_cnn, rotations, zooms and shifts, 60 epochs",
+                               "notMNIST: best_cnn, 1.5x wider (48, 96, 192 channels), 30 epochs",
+                               "notMNIST: best_cnn, deeper (3 convolutions a stage), 30 epochs"]},
     ("fastchoices", "8 epochs, peak learning rate 0.005 (the trial run)"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.0025"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.01"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
@@ -54,7 +55,7 @@ VARIANTS = {
 }
 # Settings and model options that change the numbers, not the code run (an optimizer: Keras's code, by name).
 NUMBERS = {"epochs", "learning_rate", "batch_size", "optimizer"}
-HYPERPARAMETER_NUMBERS = {"kernel_size", "hidden_layers", "width"}
+HYPERPARAMETER_NUMBERS = {"kernel_size", "hidden_layers", "width", "depth"}
 # best's notMNIST and Fashion-MNIST rows run its MNIST rows' code (kept, seeds_averaged) with another
 # dataset and model: test_main_py_trains_seed_0_of_a_best_row_exactly runs notMNIST's recipe, and
 # test_model builds every model and checks every augmentation; test_best_scores_the_networks_...
