@@ -25,14 +25,15 @@ from model import MODELS, RandomAffine, RandomShift, get_model
 # l42's last step, the choice among the rungs above it, is tested on its own (below).
 QUICK_GROUPS = {"batchnorm": [0], "best": [0], "bestchoices": [0], "fast": [0, 4, 6, 7], "fastchoices": [0], "geron": [0, 10, 20],
                 "l42": [0, 7, 10, 13], "ladder": [0, 7, 10, 11, 12], "ntu": [0, 8, 24], "spark": [0, 4, 6, 7, 8]}
-# Steps that are another step with other numbers (NUMBERS), another Keras optimizer or other data
-# options only: the quick run of that step covers their code, and test_variants_differ_only_as_they_say
-# checks the difference. Each optimizer still trains in some quick run (RMSprop in l42's).
+# Steps that are another step with other numbers (NUMBERS, HYPERPARAMETER_NUMBERS), another Keras
+# optimizer or other data options only: the quick run of that step covers their code, and
+# test_variants_differ_only_as_they_say checks the difference. Each optimizer still trains in some
+# quick run (RMSprop in l42's).
 VARIANTS = {
     **{("bestchoices", longer_wider_or_deeper): "notMNIST: best_cnn, rotations, zooms and shifts, 30 epochs"
        for longer_wider_or_deeper in ["notMNIST: best_cnn, rotations, zooms and shifts, 60 epochs",
-                               "notMNIST: best_cnn, 1.5x wider (48, 96, 192 channels), 30 epochs",
-                               "notMNIST: best_cnn, deeper (3 convolutions a stage), 30 epochs"]},
+                                      "notMNIST: best_cnn, 1.5x wider (48, 96, 192 channels), 30 epochs",
+                                      "notMNIST: best_cnn, deeper (3 convolutions a stage), 30 epochs"]},
     ("fastchoices", "8 epochs, peak learning rate 0.005 (the trial run)"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.0025"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
     ("fastchoices", "6 epochs, peak learning rate 0.01"): "6 epochs, peak learning rate 0.005 (fast_cnn)",
